@@ -1,0 +1,196 @@
+"""The typed configuration schema. Every key a YAML config may hold is a field here.
+
+Defaults reproduce the PAA-R50 1x COCO setting of ALGORITHMS.md §1; experiment files only state
+what differs. The loader (``ladet.config.loader``) merges ``_base_`` files and dotted overrides
+into these dataclasses and refuses unknown keys and wrong types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+# --------------------------------------------------------------------------------------- model
+@dataclass
+class BackboneConfig:
+    depth: int = 50  # torchvision ResNet depth: 18, 34, 50 or 101
+    # ImageNet init: a torchvision weights enum name ("IMAGENET1K_V1"), a local path to a
+    # torchvision-layout state dict, or null for random init (tests, built-in dataset).
+    weights: str | None = "IMAGENET1K_V1"
+    frozen_stages: int = 1  # stem + layer1 get requires_grad=False
+    norm_eval: bool = True  # BatchNorm always in eval mode (affine of layer2-4 stays trainable)
+
+
+@dataclass
+class NeckConfig:
+    out_channels: int = 256
+    num_outs: int = 5  # P3..P7
+
+
+@dataclass
+class HeadConfig:
+    # "paa": logits + IoU branch; "iop": implicit objectness (§6.2); "cop": conditional
+    # objectness (§6.3). With iou_branch false these are the *base heads of Appendix Table 1.
+    type: str = "paa"
+    iou_branch: bool = True
+    num_convs: int = 4
+    feat_channels: int = 256
+    prior_prob: float = 0.01
+
+
+@dataclass
+class AnchorConfig:
+    strides: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
+    octave_base_scale: float = 8.0  # anchor side = octave_base_scale * stride
+
+
+@dataclass
+class AssignerConfig:
+    pre_assign_iou_threshold: float = 0.1  # MaxIoU pos = neg threshold (§1.5 A)
+    topk: int = 9  # candidates per (GT, level)
+    cost_box_weight: float = 1.3  # weight of (1 - GIoU) inside the anchor cost (§1.5 B)
+    gmm_max_iterations: int = 100
+    gmm_tolerance: float = 1e-3
+    gmm_reg_covar: float = 1e-6
+
+
+@dataclass
+class LossConfig:
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    cls_weight: float = 1.0
+    box_weight: float = 1.3
+    iou_weight: float = 0.5
+    # "iou": PAA baseline, box loss weighted by IoU(pred, gt) (§1.6);
+    # "mean": plain mean over positives (LAD students §2.1, *base heads §6).
+    box_loss_weighting: str = "iou"
+
+
+@dataclass
+class TestConfig:
+    nms_pre: int = 1000
+    score_threshold: float = 0.05
+    nms_iou_threshold: float = 0.6
+    max_per_image: int = 100
+    score_voting: bool = True
+    score_voting_sigma: float = 0.025
+
+
+@dataclass
+class ModelConfig:
+    num_classes: int = 80
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    assigner: AssignerConfig = field(default_factory=AssignerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+# ---------------------------------------------------------------------------------------- data
+@dataclass
+class DatasetConfig:
+    ann_file: str = ""  # COCO-format annotation JSON
+    image_dir: str = ""  # folder the JSON's file_name entries are relative to
+
+
+@dataclass
+class DataConfig:
+    train: DatasetConfig = field(
+        default_factory=lambda: DatasetConfig(
+            "data/coco/annotations/instances_train2017.json", "data/coco/train2017"
+        )
+    )
+    val: DatasetConfig = field(
+        default_factory=lambda: DatasetConfig(
+            "data/coco/annotations/instances_val2017.json", "data/coco/val2017"
+        )
+    )
+    images_per_gpu: int = 8
+    workers_per_gpu: int = 2
+    test_images_per_gpu: int = 1
+    max_size: int = 1333  # keep-ratio resize to fit (max_size, short_size)
+    short_size: int = 800
+    # Multi-scale training: short side drawn uniformly from the integers [low, high]; null = off.
+    multiscale_short_range: list[int] | None = None
+    flip_prob: float = 0.5
+    size_divisor: int = 32
+    min_image_side: int = 32  # training images smaller than this are dropped
+    skip_unreadable_images: bool = False  # True: skip and count missing/corrupt images
+
+
+# -------------------------------------------------------------------------------------- method
+@dataclass
+class NetworkReference:
+    """A network named by its config file and an optional checkpoint (never a copied block)."""
+
+    config: str = ""
+    checkpoint: str | None = None
+
+
+@dataclass
+class KnowledgeDistillationConfig:
+    """Soft-label (focal-KL) distillation, ALGORITHMS.md §3 and §4."""
+
+    gamma: float = 0.5
+    cls_weight: float = 10.0
+    iou_weight: float = 10.0
+    box_weight: float = 1.3
+    min_iou: float = 0.1
+    use_predicted_boxes: bool = True  # select anchors by the teacher's boxes (False: anchors)
+    with_ground_truth_losses: bool = False  # released KD is KD-only; True adds the PAA losses
+
+
+@dataclass
+class CoLADConfig:
+    """Co-learning LAD, ALGORITHMS.md §5. The method's main model is network 1."""
+
+    second_network: NetworkReference = field(default_factory=NetworkReference)
+    criterion: str = "std_mean"
+    evaluate_network: str = "second"  # "first" or "second": used for test, predict and export
+
+
+@dataclass
+class MethodConfig:
+    # "baseline" (PAA self-assignment), "lad", "kd", "solad", "colad"
+    name: str = "baseline"
+    teacher: NetworkReference | None = None
+    kd: KnowledgeDistillationConfig = field(default_factory=KnowledgeDistillationConfig)
+    colad: CoLADConfig = field(default_factory=CoLADConfig)
+    evaluate_teacher: bool = True  # evaluate the teacher once before training
+
+
+# --------------------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    lr: float = 0.01  # for base_batch_size images; scaled linearly to the real total batch
+    base_batch_size: int = 16
+    scale_lr: bool = True
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    lr_steps: list[int] = field(default_factory=lambda: [8, 11])  # epochs at which lr *= 0.1
+    lr_gamma: float = 0.1
+    amp: bool = True  # mixed precision on CUDA only
+    eval_interval: int = 1  # epochs; 0 = only at the end
+    checkpoint_interval: int = 1  # epochs
+    checkpoint_every_iters: int = 0  # also refresh latest.pth every N iterations (0 = off)
+    log_interval: int = 20
+    max_iters_per_epoch: int | None = None  # cap for smoke runs
+    load_from: str | None = None  # initialise the model (not the optimiser) from a checkpoint
+    grad_clip_norm: float | None = None
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    deterministic: bool = False
+    # class names in contiguous-label order; filled from the dataset when empty
+    class_names: list[str] = field(default_factory=list)
