@@ -1,0 +1,460 @@
+"""Strict YAML configuration loading: ``_base_`` inheritance, dotted overrides, typed validation.
+
+A config file is a YAML mapping whose keys mirror the dataclass tree of ``ladet.config.schema``.
+Only the values that differ from the schema defaults need to be written.
+
+Merging rules (``_base_`` and overrides):
+
+* ``_base_: path`` or ``_base_: [path, ...]`` (relative to the file that names them) are loaded
+  recursively and merged in order, later bases overriding earlier ones; the file itself
+  overrides all of its bases.
+* Mappings are merged key by key (deep merge); every other value, lists included, replaces the
+  inherited value whole.
+* ``_delete_: true`` inside a mapping replaces the inherited subtree instead of merging into it.
+* Dotted overrides such as ``train.lr=0.005`` or ``train.lr_steps=[16,22]`` are applied last;
+  their values are parsed as YAML (``null`` -> None, ``[1,2]`` -> list, ``1e-3`` -> float).
+
+Validation is strict: an unknown key, a value of the wrong type, or a failed semantic check raises
+:class:`ConfigError` naming the full dotted key, the file (or override) it came from, and for
+unknown keys the nearest valid key.
+
+Example::
+
+    config = load_config("configs/lad/lad_r50-paa-r101_fpn_2x8_coco_1x.yaml", ["train.lr=0.005"])
+    dump_config(config, "work_dir/config.yaml")   # loads back to an equal Config
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ladet.config.schema import Config
+
+__all__ = [
+    "ConfigError",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_config",
+    "find_config_file",
+    "load_config",
+    "merge_config_dicts",
+    "parse_overrides",
+    "validate_config",
+]
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+# Provenance: dotted key -> where its value was written (a file path or an override string).
+Provenance = dict[str, str]
+
+
+class ConfigError(ValueError):
+    """A configuration file, override or value is invalid; the message names the key and source."""
+
+
+# ------------------------------------------------------------------------------------- YAML I/O
+class _ConfigYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus floats written without a dot (``1e-4``), as YAML 1.2 reads them."""
+
+
+_FLOAT_PATTERN = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+# Replace the float resolver of the safe loader in our subclass only.
+_ConfigYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigYamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789."))
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_ConfigYamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: invalid YAML: {error}") from error
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from error
+    data = _parse_yaml(text, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config file must hold a mapping at top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def find_config_file(path: str | Path) -> Path:
+    """Locate a referenced config file (teacher, second network).
+
+    A relative path is tried against the current directory first, then against the repository
+    root (so ``configs/paa/paa_r101_fpn_1x_coco.yaml`` works from any directory of a checkout).
+    """
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    from_root = REPOSITORY_ROOT / candidate
+    return from_root if from_root.exists() else candidate
+
+
+# --------------------------------------------------------------------------------------- merging
+def merge_config_dicts(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into a copy of ``base`` (mappings merge, anything else replaces).
+
+    A mapping in ``override`` holding ``_delete_: true`` replaces the inherited subtree whole.
+    Neither input is modified.
+    """
+    result: dict[str, Any] = {key: _copy_tree(value) for key, value in base.items()}
+    for key, value in override.items():
+        if key == DELETE_KEY:
+            continue
+        if isinstance(value, Mapping):
+            if value.get(DELETE_KEY, False) is True or not isinstance(result.get(key), Mapping):
+                result[key] = _strip_delete(value)
+            else:
+                result[key] = merge_config_dicts(result[key], value)
+        else:
+            result[key] = _copy_tree(value)
+    return result
+
+
+def _copy_tree(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _copy_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(item) for item in value]
+    return value
+
+
+def _strip_delete(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy a mapping, dropping ``_delete_`` markers at every depth."""
+    return {
+        key: _strip_delete(item) if isinstance(item, Mapping) else _copy_tree(item)
+        for key, item in value.items()
+        if key != DELETE_KEY
+    }
+
+
+def _record_provenance(
+    data: Mapping[str, Any], source: str, provenance: Provenance, prefix: str = ""
+) -> None:
+    for key, value in data.items():
+        if key in (BASE_KEY, DELETE_KEY):
+            continue
+        dotted = f"{prefix}{key}"
+        provenance[dotted] = source
+        if isinstance(value, Mapping):
+            _record_provenance(value, source, provenance, dotted + ".")
+
+
+def _load_file_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Provenance]:
+    """Read ``path`` and its ``_base_`` files recursively; return the merged mapping and provenance."""
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(item) for item in (*chain, resolved))
+        raise ConfigError(f"circular _base_ inheritance: {cycle}")
+    data = _read_yaml_mapping(path)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(item, str) for item in bases):
+        raise ConfigError(f"{path}: '{BASE_KEY}' must be a path or a list of paths, got {bases!r}")
+    merged: dict[str, Any] = {}
+    provenance: Provenance = {}
+    for base in bases:
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: _base_ file '{base}' not found (looked for {base_path})")
+        base_data, base_provenance = _load_file_tree(base_path, (*chain, resolved))
+        merged = merge_config_dicts(merged, base_data)
+        provenance.update(base_provenance)
+    merged = merge_config_dicts(merged, data)
+    _record_provenance(data, str(path), provenance)
+    return merged, provenance
+
+
+# ------------------------------------------------------------------------------------- overrides
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.sub=value`` strings into (dotted key, YAML-parsed value) pairs.
+
+    >>> parse_overrides(["train.lr=0.005", "model.backbone.weights=null", "train.lr_steps=[16,22]"])
+    [('train.lr', 0.005), ('model.backbone.weights', None), ('train.lr_steps', [16, 22])]
+    """
+    parsed: list[tuple[str, Any]] = []
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        key = key.strip()
+        if not separator or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override '{override}' must look like 'section.key=value'")
+        value = _parse_yaml(text, f"override '{override}'") if text.strip() else ""
+        parsed.append((key, value))
+    return parsed
+
+
+def _apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str], provenance: Provenance
+) -> dict[str, Any]:
+    for (key, value), text in zip(parse_overrides(overrides), overrides, strict=True):
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        data = merge_config_dicts(data, nested)
+        source = f"override '{text}'"
+        provenance[key] = source
+        if isinstance(value, Mapping):
+            _record_provenance(value, source, provenance, key + ".")
+    return data
+
+
+# ------------------------------------------------------------------------------ typed validation
+def _describe_type(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_describe_type(item) for item in typing.get_args(annotation))
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        return f"list[{_describe_type(item)}]"
+    if dataclasses.is_dataclass(annotation):
+        return f"mapping ({annotation.__name__})"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "mapping"
+    return f"{type(value).__name__} {value!r}"
+
+
+class _Builder:
+    """Turns a plain mapping into the dataclass tree, checking keys and types."""
+
+    def __init__(self, provenance: Provenance, default_source: str) -> None:
+        self.provenance = provenance
+        self.default_source = default_source
+
+    def source_of(self, dotted_key: str) -> str:
+        parts = dotted_key.split(".")
+        for length in range(len(parts), 0, -1):  # the key itself, else its closest parent
+            source = self.provenance.get(".".join(parts[:length]))
+            if source is not None:
+                return source
+        return self.default_source
+
+    def error(self, dotted_key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source_of(dotted_key)}: key '{dotted_key}': {message}")
+
+    def build_dataclass(self, cls: type, data: Any, default: Any, prefix: str) -> Any:
+        """Build ``cls`` from ``data`` on top of ``default`` (an instance of ``cls``)."""
+        if not isinstance(data, Mapping):
+            raise self.error(
+                prefix.rstrip(".") or "<root>",
+                f"expected a mapping ({cls.__name__}), got {_describe_value(data)}",
+            )
+        hints = typing.get_type_hints(cls)
+        names = [item.name for item in dataclasses.fields(cls)]
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            dotted = f"{prefix}{key}"
+            if not isinstance(key, str) or key not in hints:
+                valid = [f"{prefix}{name}" for name in names]
+                nearest = difflib.get_close_matches(dotted, valid, n=1, cutoff=0.5)
+                hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+                raise ConfigError(
+                    f"{self.source_of(dotted)}: unknown key '{dotted}'{hint} "
+                    f"(valid keys here: {', '.join(names)})"
+                )
+            values[key] = self.build_value(hints[key], value, getattr(default, key), dotted)
+        return dataclasses.replace(default, **values)
+
+    def build_value(self, annotation: Any, value: Any, default: Any, dotted: str) -> Any:
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            options = typing.get_args(annotation)
+            if value is None:
+                if type(None) in options:
+                    return None
+                raise self.error(dotted, f"expected {_describe_type(annotation)}, got null")
+            non_null = [item for item in options if item is not type(None)]
+            if len(non_null) != 1:
+                raise TypeError(f"unsupported schema annotation {annotation} at {dotted}")
+            return self.build_value(non_null[0], value, default, dotted)
+        if value is None:
+            raise self.error(dotted, f"expected {_describe_type(annotation)}, got null (not optional here)")
+        if dataclasses.is_dataclass(annotation):
+            base = default if isinstance(default, annotation) else annotation()
+            return self.build_dataclass(annotation, value, base, dotted + ".")
+        if origin is list:
+            (item_type,) = typing.get_args(annotation)
+            if not isinstance(value, list):
+                raise self.error(
+                    dotted, f"expected {_describe_type(annotation)}, got {_describe_value(value)}"
+                )
+            return [
+                self.build_value(item_type, item, None, f"{dotted}[{index}]")
+                for index, item in enumerate(value)
+            ]
+        return self.build_scalar(annotation, value, dotted)
+
+    def build_scalar(self, annotation: Any, value: Any, dotted: str) -> Any:
+        expected = _describe_type(annotation)
+        if annotation is bool:
+            ok = isinstance(value, bool)
+        elif annotation is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif annotation is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif annotation is str:
+            ok = isinstance(value, str)
+        else:
+            raise TypeError(f"unsupported schema annotation {annotation} at {dotted}")
+        if not ok:
+            raise self.error(dotted, f"expected {expected}, got {_describe_value(value)}")
+        return value
+
+
+# ----------------------------------------------------------------------------- semantic checks
+METHOD_NAMES = ("baseline", "lad", "kd", "solad", "colad")
+METHODS_WITH_TEACHER = ("lad", "kd", "solad")
+HEAD_TYPES = ("paa", "iop", "cop")
+BACKBONE_DEPTHS = (18, 34, 50, 101)
+BOX_LOSS_WEIGHTINGS = ("iou", "mean")
+EVALUATE_NETWORKS = ("first", "second")
+COLAD_CRITERIA = ("std_mean",)
+
+
+def _choice(value: Any, allowed: Sequence[Any], key: str, problems: list[str]) -> None:
+    if value not in allowed:
+        problems.append(f"key '{key}': {value!r} is not one of {list(allowed)}")
+
+
+def validate_config(config: Config, source: str = "<config>") -> None:
+    """Check the value ranges and the cross-field rules the types cannot express."""
+    problems: list[str] = []
+    model, method, train, data = config.model, config.method, config.train, config.data
+    _choice(method.name, METHOD_NAMES, "method.name", problems)
+    _choice(model.head.type, HEAD_TYPES, "model.head.type", problems)
+    _choice(model.backbone.depth, BACKBONE_DEPTHS, "model.backbone.depth", problems)
+    _choice(model.loss.box_loss_weighting, BOX_LOSS_WEIGHTINGS, "model.loss.box_loss_weighting", problems)
+    _choice(method.colad.evaluate_network, EVALUATE_NETWORKS, "method.colad.evaluate_network", problems)
+    _choice(method.colad.criterion, COLAD_CRITERIA, "method.colad.criterion", problems)
+    if not -1 <= model.backbone.frozen_stages <= 4:
+        problems.append(f"key 'model.backbone.frozen_stages': {model.backbone.frozen_stages} not in [-1, 4]")
+    if method.name in METHODS_WITH_TEACHER and (method.teacher is None or not method.teacher.config):
+        problems.append(f"method '{method.name}' needs 'method.teacher.config' (the teacher's config file)")
+    if method.name == "colad" and not method.colad.second_network.config:
+        problems.append("method 'colad' needs 'method.colad.second_network.config'")
+    for key, value in (
+        ("model.num_classes", model.num_classes),
+        ("data.images_per_gpu", data.images_per_gpu),
+        ("data.test_images_per_gpu", data.test_images_per_gpu),
+        ("train.epochs", train.epochs),
+        ("train.base_batch_size", train.base_batch_size),
+        ("model.head.feat_channels", model.head.feat_channels),
+        ("model.neck.out_channels", model.neck.out_channels),
+    ):
+        if value < 1:
+            problems.append(f"key '{key}': must be >= 1, got {value}")
+    if data.workers_per_gpu < 0:
+        problems.append(f"key 'data.workers_per_gpu': must be >= 0, got {data.workers_per_gpu}")
+    if train.lr <= 0:
+        problems.append(f"key 'train.lr': must be > 0, got {train.lr}")
+    if not 0.0 <= data.flip_prob <= 1.0:
+        problems.append(f"key 'data.flip_prob': must be in [0, 1], got {data.flip_prob}")
+    if list(train.lr_steps) != sorted(train.lr_steps) or any(
+        not 0 <= step < train.epochs for step in train.lr_steps
+    ):
+        problems.append(
+            f"key 'train.lr_steps': must be sorted epochs in [0, train.epochs={train.epochs}), got {train.lr_steps}"
+        )
+    if data.multiscale_short_range is not None:
+        short_range = data.multiscale_short_range
+        if len(short_range) != 2 or short_range[0] > short_range[1] or short_range[0] < 1:
+            problems.append(
+                f"key 'data.multiscale_short_range': must be [low, high] with 1 <= low <= high, got {short_range}"
+            )
+    if len(model.anchors.strides) != model.neck.num_outs:
+        problems.append(
+            f"keys 'model.anchors.strides' / 'model.neck.num_outs': {len(model.anchors.strides)} strides "
+            f"for {model.neck.num_outs} FPN levels"
+        )
+    if config.class_names and len(config.class_names) != model.num_classes:
+        problems.append(
+            f"key 'class_names': {len(config.class_names)} names for model.num_classes={model.num_classes}"
+        )
+    if problems:
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(problems))
+
+
+# ---------------------------------------------------------------------------------- public API
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Build and validate a :class:`Config` from a plain mapping (e.g. the one stored in a checkpoint).
+
+    Missing keys take the schema defaults; unknown keys and wrong types raise :class:`ConfigError`.
+    """
+    config = _Builder({}, source).build_dataclass(Config, data, Config(), "")
+    validate_config(config, source)
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain nested dicts/lists/scalars (YAML- and ``torch.save``-friendly)."""
+    return dataclasses.asdict(config)
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write ``config`` as YAML; :func:`load_config` on the file gives back an equal Config."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    path.write_text(text, encoding="utf-8")
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config with its ``_base_`` files, apply dotted ``overrides``, validate strictly.
+
+    Args:
+        path: the config file.
+        overrides: strings ``"dotted.key=value"``; values are parsed as YAML.
+
+    Returns:
+        The validated :class:`Config`.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type, or a failed semantic check.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data, provenance = _load_file_tree(path, ())
+    overrides = list(overrides)
+    data = _apply_overrides(data, overrides, provenance)
+    config = _Builder(provenance, str(path)).build_dataclass(Config, data, Config(), "")
+    source = str(path) + (f" (with overrides {overrides})" if overrides else "")
+    validate_config(config, source)
+    return config
