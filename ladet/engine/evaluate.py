@@ -1,0 +1,86 @@
+"""The evaluation loop: detections of every rank → COCO metrics (printed as the AP table)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from ladet.engine.distributed import all_gather_objects, broadcast_object
+from ladet.structures import Batch, Detections
+
+
+class Evaluator(Protocol):
+    """What :func:`evaluate` needs from an evaluator (``ladet.evaluation.coco.CocoEvaluator``)."""
+
+    def add(self, image_ids: list[int], detections: list[Detections]) -> None: ...
+
+    def gather(self) -> None: ...
+
+    def summarize(self) -> dict[str, Any]: ...
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    detector: nn.Module,
+    loader: Iterable[Batch],
+    evaluator: Evaluator,
+    device: torch.device | str = "cpu",
+    is_main: bool = True,
+    print_table: bool = True,
+    title: str = "",
+) -> dict[str, Any]:
+    """Runs ``detector.predict`` over ``loader`` and returns the COCO metrics on every rank.
+
+    The detector is put in eval mode (and restored to its previous mode afterwards); autocast is
+    used on CUDA only. Detections of all ranks are gathered by the evaluator. The returned dict
+    also holds ``num_images`` (distinct images evaluated over all ranks) and
+    ``num_duplicate_images`` (images seen more than once, e.g. sampler padding).
+    """
+    device = torch.device(device)
+    was_training = detector.training
+    detector.eval()
+    seen_image_ids: list[int] = []
+    try:
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            with _autocast(device):
+                detections = detector.predict(batch)
+            detections = [
+                Detections(d.boxes.float().cpu(), d.scores.float().cpu(), d.labels.cpu()) for d in detections
+            ]
+            evaluator.add(list(batch.image_ids), detections)
+            seen_image_ids.extend(int(image_id) for image_id in batch.image_ids)
+    finally:
+        detector.train(was_training)
+    evaluator.gather()
+    all_image_ids = [image_id for ids in all_gather_objects(seen_image_ids) for image_id in ids]
+    metrics: dict[str, Any] = {}
+    if is_main:
+        metrics = dict(evaluator.summarize())
+        metrics["num_images"] = len(set(all_image_ids))
+        metrics["num_duplicate_images"] = len(all_image_ids) - len(set(all_image_ids))
+        if print_table:
+            print(_format_metrics(metrics, title), file=sys.stdout, flush=True)
+    return broadcast_object(metrics)
+
+
+def _format_metrics(metrics: dict[str, Any], title: str) -> str:
+    """The evaluation module's AP table (falls back to ``key=value`` pairs)."""
+    try:
+        from ladet.evaluation.coco import format_table
+    except ImportError:
+        body = " ".join(f"{key}={value:.4f}" for key, value in metrics.items() if isinstance(value, float))
+    else:
+        body = format_table(metrics)
+    return f"{title}\n{body}" if title else body

@@ -1,0 +1,258 @@
+"""``train(config, work_dir, resume)``: the whole training run, identical for 1 or N processes.
+
+Order of a run: distributed set-up → seeds → resolved config written to ``work_dir/config.yaml``
+→ method (+ ``load_from``) → SyncBN/DDP → SGD + schedule + GradScaler → resume → teacher
+evaluation (fresh runs, when the method has a teacher) → epochs (checkpoint, evaluation).
+Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ladet.config.loader import config_to_dict, dump_config
+from ladet.config.schema import Config
+from ladet.engine.checkpointing import (
+    TrainingPosition,
+    build_training_state,
+    load_initial_weights,
+    resolve_resume_path,
+    restore_training_state,
+    save_training_checkpoint,
+    unwrap_model,
+)
+from ladet.engine.components import TrainingComponents
+from ladet.engine.distributed import (
+    DistributedContext,
+    barrier,
+    init_distributed,
+    seed_everything,
+    set_deterministic,
+)
+from ladet.engine.evaluate import evaluate
+from ladet.engine.logging import RunLogger
+from ladet.engine.loop import EpochSettings, train_one_epoch
+from ladet.engine.schedule import StepSchedule, build_optimizer, scaled_learning_rate
+
+TEACHER_METRICS_FILE = "teacher_metrics.json"
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, default=float), encoding="utf-8")
+
+
+def wrap_for_training(method: nn.Module, config: Config, context: DistributedContext) -> nn.Module:
+    """SyncBatchNorm (CUDA, several processes, trainable BN only) and DDP around the method.
+
+    The teacher is not a submodule of the method, so DDP neither sees nor synchronises it.
+    """
+    if not context.is_distributed:
+        return method
+    if context.device.type == "cuda" and not config.model.backbone.norm_eval:
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    device_ids = [context.local_rank] if context.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(method, device_ids=device_ids)
+
+
+def _epoch_length(loader: Any, start_batch: int, max_iters_per_epoch: int | None) -> int:
+    """Batches in the whole epoch: those already done + what the loader still yields, capped."""
+    remaining = len(loader)
+    full = start_batch + remaining
+    if max_iters_per_epoch is not None:
+        full = min(full, max_iters_per_epoch)
+    return full
+
+
+class _Run:
+    """State shared by the steps of one training run (kept private; use :func:`train`)."""
+
+    def __init__(self, config: Config, work_dir: Path, components: TrainingComponents, context: DistributedContext):
+        self.config = config
+        self.work_dir = work_dir
+        self.components = components
+        self.context = context
+        self.config_dict = config_to_dict(config)
+        self._val_loader: Any = None
+
+    def save(self, model: nn.Module, optimizer: Any, scaler: Any, position: TrainingPosition, names: list[str]) -> None:
+        if not self.context.is_main:
+            return
+        state = build_training_state(model, optimizer, scaler, position, self.config_dict)
+        for name in names:
+            save_training_checkpoint(self.work_dir / name, state)
+
+    def val_loader(self) -> Any:
+        if self._val_loader is None:
+            self._val_loader = self.components.build_val_loader(
+                self.config, self.context.rank, self.context.world_size
+            )
+        return self._val_loader
+
+    def evaluate(self, detector: nn.Module, title: str) -> dict[str, Any]:
+        loader = self.val_loader()
+        evaluator = self.components.build_evaluator(self.config, loader)
+        return evaluate(detector, loader, evaluator, self.context.device, self.context.is_main, title=title)
+
+
+def _teacher_metrics(run: _Run, method: nn.Module, fresh_start: bool, logger: RunLogger) -> dict[str, Any] | None:
+    """Evaluates the teacher once before step 0; on resume reads the stored result back."""
+    teacher = getattr(method, "teacher_detector", lambda: None)()
+    if teacher is None or not run.config.method.evaluate_teacher:
+        return None
+    stored = run.work_dir / TEACHER_METRICS_FILE
+    if not fresh_start and stored.is_file():
+        return json.loads(stored.read_text(encoding="utf-8"))
+    metrics = run.evaluate(teacher, title="teacher")
+    logger.log("teacher_eval", 0, _scalar_metrics(metrics))
+    if run.context.is_main:
+        write_json(stored, metrics)
+    return metrics
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
+
+
+def _side_by_side(student: dict[str, Any], teacher: dict[str, Any]) -> str:
+    keys = [key for key in ("AP", "AP50", "AP75", "APs", "APm", "APl") if key in student and key in teacher]
+    rows = [f"{'':8s}" + "".join(f"{key:>8s}" for key in keys)]
+    for name, metrics in (("student", student), ("teacher", teacher)):
+        rows.append(f"{name:8s}" + "".join(f"{float(metrics[key]):8.4f}" for key in keys))
+    return "\n".join(rows)
+
+
+def train(
+    config: Config,
+    work_dir: str | Path,
+    resume: str | Path | None = None,
+    *,
+    components: TrainingComponents | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Trains ``config``'s method and returns the last evaluation metrics (empty if none ran).
+
+    Args:
+        config: the resolved configuration.
+        work_dir: checkpoints (``epoch_N.pth``, ``latest.pth``), ``config.yaml``, ``log.jsonl``,
+            TensorBoard events and ``metrics_epoch_N.json`` go here.
+        resume: None (fresh), "auto" (``work_dir/latest.pth`` when present) or a checkpoint path
+            to continue exactly (optimiser, schedule, scaler, RNG states, sampler position).
+        components: factories for method, loaders and evaluator (default: the real ladet modules).
+        device: "cpu" / "cuda" / None (CUDA when available).
+
+    Raises:
+        NonFiniteLossError: a loss term became NaN/inf (the step is not applied, nothing saved).
+        CheckpointError: unreadable or mismatching resume / load_from checkpoint.
+    """
+    context = init_distributed(device)
+    run = _Run(config, Path(work_dir), components or TrainingComponents(), context)
+    set_deterministic(config.deterministic)
+    seed_everything(config.seed + context.rank)
+    if context.is_main:
+        run.work_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, run.work_dir / "config.yaml")
+
+    method = run.components.build_method(config, context.device).to(context.device)
+    resume_path = resolve_resume_path(resume, run.work_dir)
+    if config.train.load_from and resume_path is None:
+        load_initial_weights(method, config.train.load_from)
+    model = wrap_for_training(method, config, context)
+
+    base_lr = scaled_learning_rate(config.train, config.data.images_per_gpu * context.world_size)
+    optimizer = build_optimizer(list(model.parameters()), config.train, base_lr)
+    schedule = StepSchedule.from_config(config.train, base_lr)
+    use_amp = config.train.amp and context.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    position = TrainingPosition()
+    if resume_path is not None:
+        position = restore_training_state(resume_path, model, optimizer, scaler)
+        if context.is_main:
+            print(f"resumed from {resume_path} at epoch {position.epoch + 1}, iteration {position.global_iteration}")
+
+    logger = RunLogger(run.work_dir, enabled=context.is_main)
+    try:
+        return _run_epochs(run, model, optimizer, scaler, schedule, position, use_amp, logger)
+    finally:
+        logger.close()
+        barrier()
+
+
+def _run_epochs(
+    run: _Run,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule: StepSchedule,
+    position: TrainingPosition,
+    use_amp: bool,
+    logger: RunLogger,
+) -> dict[str, Any]:
+    config, context = run.config, run.context
+    method = unwrap_model(model)
+    teacher_metrics = _teacher_metrics(run, method, position.global_iteration == 0, logger)
+    metrics: dict[str, Any] = {}
+    for epoch in range(position.epoch, config.train.epochs):
+        start_batch = position.iteration_in_epoch if epoch == position.epoch else 0
+        loader = run.components.build_train_loader(config, context.rank, context.world_size, epoch, start_batch)
+        settings = EpochSettings(
+            epoch=epoch,
+            num_epochs=config.train.epochs,
+            iterations_in_epoch=_epoch_length(loader, start_batch, config.train.max_iters_per_epoch),
+            use_amp=use_amp,
+            grad_clip_norm=config.train.grad_clip_norm,
+            log_interval=max(1, config.train.log_interval),
+            checkpoint_every_iters=config.train.checkpoint_every_iters,
+        )
+        position = TrainingPosition(epoch, start_batch, position.global_iteration)
+        position = train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            scaler,
+            schedule,
+            position,
+            settings,
+            context,
+            logger,
+            save_latest=lambda at: run.save(model, optimizer, scaler, at, ["latest.pth"]),
+        )
+        position = TrainingPosition(epoch + 1, 0, position.global_iteration)
+        last_epoch = epoch + 1 == config.train.epochs
+        names = ["latest.pth"]
+        if last_epoch or (config.train.checkpoint_interval > 0 and (epoch + 1) % config.train.checkpoint_interval == 0):
+            names.insert(0, f"epoch_{epoch + 1}.pth")
+        run.save(model, optimizer, scaler, position, names)
+        interval = config.train.eval_interval
+        if last_epoch or (interval > 0 and (epoch + 1) % interval == 0):
+            metrics = run.evaluate(method.evaluation_detector(), title=f"epoch {epoch + 1}")
+            _record_evaluation(run, logger, epoch, position, metrics, teacher_metrics)
+    return metrics
+
+
+def _record_evaluation(
+    run: _Run,
+    logger: RunLogger,
+    epoch: int,
+    position: TrainingPosition,
+    metrics: dict[str, Any],
+    teacher_metrics: dict[str, Any] | None,
+) -> None:
+    """Logs the metrics (teacher's next to them) and writes ``metrics_epoch_N.json`` (rank 0)."""
+    values: dict[str, Any] = {"epoch": epoch + 1, **_scalar_metrics(metrics)}
+    if teacher_metrics is not None:
+        values.update({f"teacher_{key}": value for key, value in _scalar_metrics(teacher_metrics).items()})
+    logger.log("eval", position.global_iteration, values)
+    if not run.context.is_main:
+        return
+    if teacher_metrics is not None:
+        print(_side_by_side(metrics, teacher_metrics), flush=True)
+    report = {"epoch": epoch + 1, "iteration": position.global_iteration, "metrics": metrics}
+    if teacher_metrics is not None:
+        report["teacher_metrics"] = teacher_metrics
+    write_json(run.work_dir / f"metrics_epoch_{epoch + 1}.json", report)
+
