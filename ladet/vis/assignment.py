@@ -152,9 +152,14 @@ def describe_network_choice(choice_row: Tensor, level_names: list[str]) -> str:
     return ", ".join(parts) if parts else "no candidates"
 
 
-def _positive_legend(
+def panel_legend_lines(
     picture: AssignmentPicture, panel: AssignmentPanel, class_names: list[str]
 ) -> list[tuple[str, RGB | None]]:
+    """The legend of an assignment panel: one line per GT (with its colour), then totals.
+
+    A GT line reads "GT 0 car: 3 positives (P3 1, P4 2) of 12 candidates" ("- NONE" when the
+    GT receives no positive; the candidate count only when ``pre_positive_gt_index`` is known).
+    """
     num_gts = int(picture.gt_boxes.shape[0])
     num_levels = len(picture.level_names)
     positive = panel.positive_mask.bool()
@@ -198,8 +203,12 @@ def _positive_legend(
     return lines
 
 
-def _choice_legend(picture: AssignmentPicture, class_names: list[str]) -> list[tuple[str, RGB | None]]:
-    assert picture.network_choice is not None
+def network_choice_legend_lines(
+    picture: AssignmentPicture, class_names: list[str]
+) -> list[tuple[str, RGB | None]]:
+    """The legend of CoLAD's panel: colour key, "GT 0 car: P3: net2, P4: net1" rows, a total."""
+    if picture.network_choice is None:
+        raise ValueError("picture.network_choice is None: not a CoLAD assignment")
     table = picture.network_choice
     lines: list[tuple[str, RGB | None]] = [
         ("net1 costs used (dots)", FIRST_NETWORK_COLOR),
@@ -288,6 +297,37 @@ def _draw_assignment_image(
     return canvas
 
 
+def _panel_scale_and_font(picture: AssignmentPicture, display_size: int) -> tuple[float, Font]:
+    width, height = picture.image.size
+    scale = display_size / max(width, height)
+    font_size = font_size_for(
+        round(width * scale), round(height * scale), fraction=0.026, minimum=13, maximum=22
+    )
+    return scale, load_font(font_size)
+
+
+def draw_panel_image(
+    picture: AssignmentPicture,
+    panel: AssignmentPanel | None,
+    class_names: list[str],
+    display_size: int = 640,
+) -> Image.Image:
+    """The image part of one panel, without title and legend, scaled to ``display_size``.
+
+    Args:
+        picture: the image, its GT boxes and anchors.
+        panel: the assignment to draw; None draws CoLAD's network-choice panel (needs
+            ``picture.anchor_network_choice``).
+        class_names: names in contiguous-label order.
+        display_size: longer side of the returned image; coordinates scale by
+            ``display_size / max(image width, image height)``.
+    """
+    if panel is None and picture.anchor_network_choice is None:
+        raise ValueError("the network-choice panel needs picture.anchor_network_choice")
+    scale, font = _panel_scale_and_font(picture, display_size)
+    return _draw_assignment_image(picture, panel, scale, class_names, font)
+
+
 def draw_assignment_figure(
     picture: AssignmentPicture, class_names: list[str], display_size: int = 640
 ) -> Image.Image:
@@ -311,9 +351,8 @@ def draw_assignment_figure(
                     f"panel '{panel.title}': {name} has shape {tuple(value.shape)}, expected [{num_anchors}]"
                 )
     width, height = picture.image.size
-    scale = display_size / max(width, height)
+    scale, font = _panel_scale_and_font(picture, display_size)
     image_width, image_height = round(width * scale), round(height * scale)
-    font = load_font(font_size_for(image_width, image_height, fraction=0.026, minimum=13, maximum=22))
     title_font = load_font(font_size_for(image_width, image_height, fraction=0.034, minimum=15, maximum=28))
 
     columns: list[tuple[str, Image.Image, list[tuple[str, RGB | None]]]] = []
@@ -322,7 +361,7 @@ def draw_assignment_figure(
             (
                 panel.title,
                 _draw_assignment_image(picture, panel, scale, class_names, font),
-                _positive_legend(picture, panel, class_names),
+                panel_legend_lines(picture, panel, class_names),
             )
         )
     if picture.network_choice is not None and picture.anchor_network_choice is not None:
@@ -330,7 +369,7 @@ def draw_assignment_figure(
             (
                 "CoLAD: whose costs per (GT, level)",
                 _draw_assignment_image(picture, None, scale, class_names, font),
-                _choice_legend(picture, class_names),
+                network_choice_legend_lines(picture, class_names),
             )
         )
 
