@@ -1,0 +1,227 @@
+"""IoU pre-assignment of PAA (mmdet ``MaxIoUAssigner`` semantics, ALGORITHMS.md §1.5 A), batched.
+
+Every valid anchor ends either pre-positive (IoU >= threshold with some GT, or claimed by a GT in
+the low-quality pass) or negative. The whole batch is handled at once: GTs are padded to the
+largest GT count of the batch and one [B, G_max, N] IoU tensor is built; there is no Python loop
+over GTs.
+
+Worked example (one image, threshold 0.1, anchors a0..a2, GTs g0, g1)::
+
+    IoU   a0    a1    a2
+    g0   0.50  0.05  0.00
+    g1   0.20  0.05  0.00
+
+    step 1/2: a0 -> g0 (max 0.5 >= 0.1); a1, a2 negative (max < 0.1)
+    low-quality: best(g0) = 0.5 claims a0; best(g1) = 0.2 claims nothing new (a0 has 0.2 with g1,
+    and 0.2 == best(g1), so g1 claims a0 and, being later, overwrites g0).
+    result: a0 -> g1, a1 and a2 negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["PreAssignment", "pre_assign", "validate_gt_boxes", "padded_pairwise_iou"]
+
+
+@dataclass
+class PreAssignment:
+    """The IoU pre-assignment of a batch.
+
+    Attributes:
+        gt_index: [B, N] long. Index of the GT (inside its image) of every pre-positive anchor, -1 for
+            negatives and invalid anchors.
+        image_index: [P] long, image of each pre-positive; pre-positives are ordered by (image, anchor).
+        anchor_index: [P] long, anchor index (0..N-1) of each pre-positive.
+        gt_local: [P] long, GT index inside the image.
+        gt_global: [P] long, GT index in the batch (image offset + gt_local).
+        level: [P] long, FPN level (0 = P3) of the anchor.
+        labels: [P] long, class of the assigned GT.
+        box_targets: [P, 4] float, the assigned GT box.
+        num_gts_per_image: G_i for every image.
+        num_levels: number of FPN levels L (segments are (GT, level) pairs).
+    """
+
+    gt_index: Tensor
+    image_index: Tensor
+    anchor_index: Tensor
+    gt_local: Tensor
+    gt_global: Tensor
+    level: Tensor
+    labels: Tensor
+    box_targets: Tensor
+    num_gts_per_image: list[int]
+    num_levels: int = 5
+
+    @property
+    def num_gts(self) -> int:
+        """Total number of GTs in the batch (G_total)."""
+        return sum(self.num_gts_per_image)
+
+    @property
+    def num_pre_positives(self) -> int:
+        return int(self.anchor_index.shape[0])
+
+    def gt_image_index(self) -> Tensor:
+        """[G_total] long: the image of every GT of the batch."""
+        counts = torch.tensor(self.num_gts_per_image, dtype=torch.long, device=self.gt_index.device)
+        return torch.repeat_interleave(
+            torch.arange(len(self.num_gts_per_image), device=counts.device), counts
+        )
+
+
+def validate_gt_boxes(gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> None:
+    """Raise ``ValueError`` naming image, box and value for a non-finite or empty GT box.
+
+    One host synchronisation for the whole batch (nothing is reported when all boxes are fine).
+    """
+    if len(gt_boxes) != len(gt_labels):
+        raise ValueError(
+            f"pre_assign: {len(gt_boxes)} gt_boxes tensors but {len(gt_labels)} gt_labels tensors"
+        )
+    for image, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
+        if boxes.dim() != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"pre_assign: image {image}: gt_boxes must be [G, 4], got {tuple(boxes.shape)}")
+        if labels.shape != boxes.shape[:1]:
+            raise ValueError(
+                f"pre_assign: image {image}: {boxes.shape[0]} boxes but labels of shape {tuple(labels.shape)}"
+            )
+    non_empty = [boxes for boxes in gt_boxes if boxes.shape[0] > 0]
+    if not non_empty:
+        return
+    all_boxes = torch.cat(non_empty).float()  # [G_total, 4]
+    bad = ~torch.isfinite(all_boxes).all(dim=1)
+    bad |= (all_boxes[:, 2] <= all_boxes[:, 0]) | (all_boxes[:, 3] <= all_boxes[:, 1])
+    if not bool(bad.any()):
+        return
+    # Error path only: find the first bad box and name it.
+    for image, boxes in enumerate(gt_boxes):
+        for box_index, box in enumerate(boxes.tolist()):
+            finite = all(value == value and abs(value) != float("inf") for value in box)
+            if not finite or box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(
+                    f"pre_assign: image {image}, GT box {box_index} is invalid (non-finite or with "
+                    f"non-positive width/height): {box}"
+                )
+
+
+def padded_pairwise_iou(anchors: Tensor, padded_gt_boxes: Tensor) -> Tensor:
+    """IoU of every padded GT with every anchor, ``torchvision.ops.box_iou`` maths.
+
+    Args:
+        anchors: [N, 4].
+        padded_gt_boxes: [B, G, 4] (padding rows may hold anything finite).
+
+    Returns:
+        [B, G, N] IoU.
+    """
+    anchors = anchors.float()
+    gts = padded_gt_boxes.float()
+    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])  # [N]
+    gt_area = (gts[..., 2] - gts[..., 0]) * (gts[..., 3] - gts[..., 1])  # [B, G]
+    left = torch.maximum(gts[..., 0, None], anchors[:, 0])  # [B, G, N]
+    top = torch.maximum(gts[..., 1, None], anchors[:, 1])
+    right = torch.minimum(gts[..., 2, None], anchors[:, 2])
+    bottom = torch.minimum(gts[..., 3, None], anchors[:, 3])
+    overlap = (right - left).clamp_(min=0) * (bottom - top).clamp_(min=0)  # [B, G, N]
+    union = gt_area[..., None] + anchor_area - overlap
+    return overlap / union
+
+
+def pre_assign(
+    anchors: Tensor,
+    valid_mask: Tensor,
+    gt_boxes: list[Tensor],
+    gt_labels: list[Tensor],
+    iou_threshold: float,
+    level_index: Tensor,
+    num_levels: int | None = None,
+) -> PreAssignment:
+    """MaxIoU pre-assignment (§1.5 A) of a whole batch.
+
+    Rules (pos threshold = neg threshold = ``iou_threshold``, ``gt_max_assign_all``,
+    ``match_low_quality``, ``min_pos_iou = 0``), over VALID anchors only:
+    1. a valid anchor whose max IoU over the image's GTs is >= threshold goes to the argmax GT
+       (first GT on exact ties);
+    2. low-quality pass: every valid anchor whose IoU with GT g equals g's best IoU over valid
+       anchors is (re)assigned to g; when several GTs claim one anchor, the largest GT index wins
+       (mmdet's "later GT overwrites"). As in mmdet, ``min_pos_iou = 0`` means a GT that overlaps
+       no valid anchor at all (best IoU 0) claims every valid anchor with IoU 0 with it.
+    Images without GT get no pre-positive.
+
+    Args:
+        anchors: [N, 4] anchors of the shared grid.
+        valid_mask: [B, N] bool, anchors inside each image's padded shape.
+        gt_boxes: B tensors [G_i, 4] (x1, y1, x2, y2); partly outside the image is fine.
+        gt_labels: B tensors [G_i] long.
+        iou_threshold: 0.1 for PAA.
+        level_index: [N] long, FPN level of each anchor.
+        num_levels: L; defaults to ``level_index.max() + 1``.
+
+    Raises:
+        ValueError: a GT box is non-finite or has non-positive width/height (names image and box).
+    """
+    validate_gt_boxes(gt_boxes, gt_labels)
+    device = anchors.device
+    batch_size, num_anchors = valid_mask.shape
+    if len(gt_boxes) != batch_size:
+        raise ValueError(f"pre_assign: valid_mask has {batch_size} images but gt_boxes has {len(gt_boxes)}")
+    if num_levels is None:
+        num_levels = int(level_index.max()) + 1 if level_index.numel() else 1
+    num_gts_per_image = [int(boxes.shape[0]) for boxes in gt_boxes]
+    max_gts = max(num_gts_per_image, default=0)
+
+    gt_index = torch.full((batch_size, num_anchors), -1, dtype=torch.long, device=device)
+    if max_gts > 0:
+        padded_boxes = anchors.new_zeros((batch_size, max_gts, 4), dtype=torch.float32)
+        padded_labels = torch.zeros((batch_size, max_gts), dtype=torch.long, device=device)
+        gt_present = torch.zeros((batch_size, max_gts), dtype=torch.bool, device=device)
+        for image, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
+            count = boxes.shape[0]
+            padded_boxes[image, :count] = boxes.to(device=device, dtype=torch.float32)
+            padded_labels[image, :count] = labels.to(device=device, dtype=torch.long)
+            gt_present[image, :count] = True
+        padded_boxes[~gt_present] = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
+
+        iou = padded_pairwise_iou(anchors, padded_boxes)  # [B, G, N]
+        # Padding GTs and invalid anchors must never win: push them below every real IoU (>= 0).
+        iou.masked_fill_(~gt_present[:, :, None], -1.0)
+        iou.masked_fill_(~valid_mask[:, None, :], -2.0)
+
+        max_iou, argmax_gt = iou.max(dim=1)  # [B, N]
+        assigned = torch.where(max_iou >= iou_threshold, argmax_gt, torch.full_like(argmax_gt, -1))
+
+        best_per_gt = iou.max(dim=2, keepdim=True).values  # [B, G, 1]
+        claims = (iou == best_per_gt) & gt_present[:, :, None] & valid_mask[:, None, :]  # [B, G, N]
+        # Last claiming GT = first claim in the GT-reversed order.
+        reversed_first = claims.flip(1).to(torch.uint8).argmax(dim=1)  # [B, N]
+        claimed = claims.any(dim=1)
+        assigned = torch.where(claimed, max_gts - 1 - reversed_first, assigned)
+        assigned = torch.where(valid_mask, assigned, torch.full_like(assigned, -1))
+        gt_index = assigned
+
+    image_index, anchor_index = torch.nonzero(gt_index >= 0, as_tuple=True)  # ordered by (image, anchor)
+    gt_local = gt_index[image_index, anchor_index]
+    offsets = torch.tensor([0, *num_gts_per_image], dtype=torch.long, device=device).cumsum(0)[:-1]  # [B]
+    gt_global = offsets[image_index] + gt_local
+    if max_gts > 0:
+        labels = padded_labels[image_index, gt_local]
+        box_targets = padded_boxes[image_index, gt_local]
+    else:
+        labels = torch.zeros(0, dtype=torch.long, device=device)
+        box_targets = torch.zeros((0, 4), dtype=torch.float32, device=device)
+    return PreAssignment(
+        gt_index=gt_index,
+        image_index=image_index,
+        anchor_index=anchor_index,
+        gt_local=gt_local,
+        gt_global=gt_global,
+        level=level_index.to(device)[anchor_index],
+        labels=labels,
+        box_targets=box_targets,
+        num_gts_per_image=num_gts_per_image,
+        num_levels=num_levels,
+    )

@@ -1,0 +1,267 @@
+"""PAA label assignment for a whole batch (ALGORITHMS.md §1.5 C-E, §9.2), without loops over GTs.
+
+Pipeline: :func:`~ladet.assign.max_iou.pre_assign` -> :func:`~ladet.assign.costs.anchor_costs` ->
+:func:`select_positives` (per-(GT, level) top-k, GMM, separation) -> :func:`build_result`.
+LAD calls the same pieces with the teacher's outputs; CoLAD swaps in mixed costs between the
+cost and the selection steps.
+
+Policies fixed here (the reference is not deterministic on exact ties, §9.3):
+* per-(GT, level) top-k takes the k lowest costs, equal costs ordered by anchor index;
+* a GT with fewer than 2 candidates gets no positive ([M2]/[O]);
+* a non-finite cost (NaN/inf from a diverged network) is never a candidate: it sorts after every
+  finite cost and is excluded from the fit, so other GTs are unaffected;
+* the density peak on exact ties is the lowest-cost candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ladet.assign.costs import BoxDecoder, anchor_costs
+from ladet.assign.gmm import fit_two_component_gmm
+from ladet.assign.max_iou import PreAssignment, pre_assign
+from ladet.assign.result import AssignResult
+from ladet.config.schema import AssignerConfig
+from ladet.models.anchors import AnchorGrid
+from ladet.models.outputs import HeadOutputs
+
+__all__ = [
+    "PAAAssigner",
+    "CandidateRows",
+    "build_candidate_rows",
+    "separate_positives",
+    "select_positives",
+    "build_result",
+]
+
+
+@dataclass
+class CandidateRows:
+    """The candidates of every GT, one row per GT, sorted by ascending cost.
+
+    Attributes:
+        costs: [G_total, L*k] float64, +inf on empty slots.
+        mask: [G_total, L*k] bool, True on candidates.
+        pre_index: [G_total, L*k] long, index of the candidate in the pre-positive list, -1 on empty slots.
+        count: [G_total] long, number of candidates.
+    """
+
+    costs: Tensor
+    mask: Tensor
+    pre_index: Tensor
+    count: Tensor
+
+
+def _rank_in_segments(sorted_keys: Tensor) -> Tensor:
+    """[M] keys sorted so that equal keys are contiguous -> [M] position of each element in its run."""
+    positions = torch.arange(sorted_keys.shape[0], device=sorted_keys.device)
+    starts = torch.ones_like(sorted_keys, dtype=torch.bool)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    run_start = torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=0).values
+    return positions - run_start
+
+
+def _stable_order(primary: Tensor, secondary: Tensor) -> Tensor:
+    """Permutation sorting by (primary, secondary, original index) with two stable sorts."""
+    by_secondary = torch.sort(secondary, stable=True).indices
+    by_primary = torch.sort(primary[by_secondary], stable=True).indices
+    return by_secondary[by_primary]
+
+
+def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> CandidateRows:
+    """Per-(GT, level) top-k lowest costs (§1.5 C), gathered into one ascending row per GT.
+
+    Args:
+        costs: [P] costs of the pre-positives (ordered by (image, anchor), as ``pre``).
+        pre: the pre-assignment.
+        topk: candidates kept per (GT, level).
+    """
+    device = costs.device
+    num_gts = pre.num_gts
+    width = pre.num_levels * topk
+    costs64 = costs.to(torch.float64)
+    finite = torch.isfinite(costs64)
+    sortable = torch.where(finite, costs64, torch.full_like(costs64, float("inf")))  # [P]
+    segment = pre.gt_global * pre.num_levels + pre.level  # [P]
+    # Sort by (segment, cost, anchor order): pre-positives are already in anchor order per image.
+    order = _stable_order(segment, sortable)  # [P]
+    rank = _rank_in_segments(segment[order])  # [P]
+    keep = (rank < topk) & finite[order]
+    kept = order[keep]  # [M] pre-positive indices (one host sync: data-dependent size)
+    kept_gt = pre.gt_global[kept]
+    kept_costs = costs64[kept]
+    row_order = _stable_order(kept_gt, kept_costs)  # ascending cost per GT, ties by (level, anchor)
+    kept = kept[row_order]
+    kept_gt = kept_gt[row_order]
+    column = _rank_in_segments(kept_gt)
+    row_costs = torch.full((num_gts, width), float("inf"), dtype=torch.float64, device=device)
+    row_mask = torch.zeros((num_gts, width), dtype=torch.bool, device=device)
+    pre_index = torch.full((num_gts, width), -1, dtype=torch.long, device=device)
+    row_costs[kept_gt, column] = costs64[kept]
+    row_mask[kept_gt, column] = True
+    pre_index[kept_gt, column] = kept
+    return CandidateRows(costs=row_costs, mask=row_mask, pre_index=pre_index, count=row_mask.sum(dim=1))
+
+
+def separate_positives(component: Tensor, log_density: Tensor, mask: Tensor) -> Tensor:
+    """Separation scheme (c) (§1.5 D.4) on ascending rows.
+
+    Args:
+        component: [G, K] long GMM component of each entry (0 = the low-cost component).
+        log_density: [G, K] mixture log-density of each entry.
+        mask: [G, K] bool valid entries (rows sorted ascending, valid entries first).
+
+    Returns:
+        [G, K] bool: the component-0 entries up to (and including) the one with the highest
+        log-density among component-0 entries (ties -> lowest cost); nothing for rows without
+        component-0 entries.
+    """
+    foreground = mask & (component == 0)  # [G, K]
+    scores = torch.where(foreground, log_density, torch.full_like(log_density, -float("inf")))
+    peak = scores.argmax(dim=1, keepdim=True)  # [G, 1], first maximum = lowest cost
+    columns = torch.arange(mask.shape[1], device=mask.device)[None, :]
+    return foreground & (columns <= peak) & foreground.any(dim=1, keepdim=True)
+
+
+def select_positives(
+    costs: Tensor,
+    pre: PreAssignment,
+    topk: int = 9,
+    max_iterations: int = 100,
+    tolerance: float = 1e-3,
+    reg_covar: float = 1e-6,
+) -> Tensor:
+    """§1.5 C-D for all GTs of the batch at once: [P] costs -> [P] bool final positives."""
+    positive = torch.zeros(costs.shape[0], dtype=torch.bool, device=costs.device)
+    if pre.num_gts == 0 or costs.shape[0] == 0:
+        return positive
+    rows = build_candidate_rows(costs, pre, topk)
+    fit_mask = rows.mask & (rows.count >= 2)[:, None]
+    fit = fit_two_component_gmm(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)
+    chosen = separate_positives(fit.component, fit.log_density, fit_mask)  # [G, L*k]
+    # Scatter back to the pre-positives: non-candidates point at a dummy slot P.
+    target = torch.where(chosen, rows.pre_index, torch.full_like(rows.pre_index, costs.shape[0]))
+    padded = torch.zeros(costs.shape[0] + 1, dtype=torch.bool, device=costs.device)
+    padded[target.reshape(-1)] = True
+    return padded[:-1] | positive
+
+
+def build_result(pre: PreAssignment, positive: Tensor, valid_mask: Tensor, num_classes: int) -> AssignResult:
+    """Re-labelling (§1.5 E): final positives keep class and GT box, every other anchor is background.
+
+    Args:
+        pre: the pre-assignment.
+        positive: [P] bool final positives among the pre-positives.
+        valid_mask: [B, N] bool.
+        num_classes: C (background label).
+    """
+    batch_size, num_anchors = valid_mask.shape
+    device = valid_mask.device
+    flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
+    labels = torch.full((batch_size * num_anchors,), num_classes, dtype=torch.long, device=device)
+    labels[flat] = torch.where(positive, pre.labels, torch.full_like(pre.labels, num_classes))
+    positive_mask = torch.zeros(batch_size * num_anchors, dtype=torch.bool, device=device)
+    positive_mask[flat] = positive
+    positive_gt_index = torch.full((batch_size * num_anchors,), -1, dtype=torch.long, device=device)
+    positive_gt_index[flat] = torch.where(positive, pre.gt_local, torch.full_like(pre.gt_local, -1))
+    box_targets = torch.zeros((batch_size * num_anchors, 4), dtype=torch.float32, device=device)
+    box_targets[flat] = torch.where(
+        positive[:, None], pre.box_targets.float(), torch.zeros_like(pre.box_targets)
+    )
+    return AssignResult(
+        labels=labels.view(batch_size, num_anchors),
+        label_weights=valid_mask.float(),
+        box_targets=box_targets.view(batch_size, num_anchors, 4),
+        positive_mask=positive_mask.view(batch_size, num_anchors),
+        positive_gt_index=positive_gt_index.view(batch_size, num_anchors),
+        num_positives=positive.sum().float(),
+        pre_positive_mask=pre.gt_index >= 0,
+    )
+
+
+class PAAAssigner:
+    """Probabilistic anchor assignment (Kim & Lee, ECCV 2020) with a batched torch GMM.
+
+    Args:
+        config: thresholds and GMM settings (``AssignerConfig``).
+        num_classes: C; background label = C.
+        box_coder: decodes anchors + deltas (``DeltaBoxCoder``).
+        focal_alpha, focal_gamma: focal parameters of the classification cost.
+
+    Example:
+        >>> assigner = PAAAssigner(AssignerConfig(), num_classes=80, box_coder=DeltaBoxCoder())
+        >>> result = assigner.assign(outputs.detach(), grid, valid_mask, batch.gt_boxes, batch.gt_labels)
+        >>> result.labels.shape  # [B, N]
+    """
+
+    def __init__(
+        self,
+        config: AssignerConfig,
+        num_classes: int,
+        box_coder: BoxDecoder,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.num_classes = num_classes
+        self.box_coder = box_coder
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+
+    def pre_assign(
+        self, grid: AnchorGrid, valid_mask: Tensor, gt_boxes: list[Tensor], gt_labels: list[Tensor]
+    ) -> PreAssignment:
+        """IoU pre-assignment (§1.5 A) on an ``AnchorGrid``."""
+        return pre_assign(
+            grid.anchors,
+            valid_mask,
+            gt_boxes,
+            gt_labels,
+            self.config.pre_assign_iou_threshold,
+            grid.level_index,
+            num_levels=len(grid.num_per_level),
+        )
+
+    def costs(self, outputs: HeadOutputs, grid: AnchorGrid, pre: PreAssignment) -> Tensor:
+        """[P] fp32 anchor costs (§1.5 B) of the pre-positives from ``outputs``."""
+        return anchor_costs(
+            outputs,
+            grid,
+            self.box_coder,
+            pre,
+            self.focal_alpha,
+            self.focal_gamma,
+            self.config.cost_box_weight,
+        )
+
+    def select_positives(self, costs: Tensor, pre: PreAssignment) -> Tensor:
+        """[P] costs -> [P] bool final positives (§1.5 C-D)."""
+        return select_positives(
+            costs,
+            pre,
+            topk=self.config.topk,
+            max_iterations=self.config.gmm_max_iterations,
+            tolerance=self.config.gmm_tolerance,
+            reg_covar=self.config.gmm_reg_covar,
+        )
+
+    def build_result(self, pre: PreAssignment, positive: Tensor, valid_mask: Tensor) -> AssignResult:
+        return build_result(pre, positive, valid_mask, self.num_classes)
+
+    @torch.no_grad()
+    def assign(
+        self,
+        outputs: HeadOutputs,
+        grid: AnchorGrid,
+        valid_mask: Tensor,
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+    ) -> AssignResult:
+        """The whole §1.5 for a batch: outputs [B, N, ...] + GTs -> :class:`AssignResult`."""
+        pre = self.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
+        costs = self.costs(outputs, grid, pre)
+        positive = self.select_positives(costs, pre)
+        return self.build_result(pre, positive, valid_mask)
