@@ -1,0 +1,112 @@
+"""Data layer: COCO-format datasets, transforms, samplers, collation and the built-in dataset.
+
+Typical use::
+
+    loader = build_train_loader(config, rank, world_size, epoch=epoch, start_batch=resume_batch)
+    for batch in loader:  # ladet.structures.Batch
+        ...
+    set_loader_epoch(loader, epoch + 1)  # or build a new loader per epoch
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader
+
+from ladet.config.schema import Config
+from ladet.data.builtin import make_builtin_dataset
+from ladet.data.coco import CocoDetection
+from ladet.data.collate import collate
+from ladet.data.samplers import GroupedBatchSampler, InferenceSampler, SampleKey
+from ladet.data.transforms import DetectionTransform, prepare_image_for_inference
+
+__all__ = [
+    "CocoDetection",
+    "DetectionTransform",
+    "GroupedBatchSampler",
+    "InferenceSampler",
+    "SampleKey",
+    "build_dataset",
+    "build_train_loader",
+    "build_val_loader",
+    "collate",
+    "make_builtin_dataset",
+    "prepare_image_for_inference",
+    "set_loader_epoch",
+]
+
+
+def build_dataset(config: Config, split: str) -> CocoDetection:
+    """The dataset of ``config.data.train`` (split "train") or ``config.data.val`` ("val", "test")."""
+    data = config.data
+    if split == "train":
+        dataset_config, train, transform = data.train, True, DetectionTransform.for_training(data)
+    elif split in ("val", "test"):
+        dataset_config, train, transform = data.val, False, DetectionTransform.for_evaluation(data)
+    else:
+        raise ValueError(f"unknown split '{split}' (expected 'train' or 'val')")
+    return CocoDetection(
+        dataset_config.ann_file,
+        dataset_config.image_dir,
+        train=train,
+        transform=transform,
+        skip_unreadable=data.skip_unreadable_images,
+        min_image_side=data.min_image_side,
+        seed=config.seed,
+    )
+
+
+def build_train_loader(
+    config: Config, rank: int = 0, world_size: int = 1, epoch: int = 0, start_batch: int = 0
+) -> DataLoader:
+    """Training loader: grouped distributed batch sampler, ``data.images_per_gpu`` per batch.
+
+    ``loader.batch_sampler`` is the :class:`GroupedBatchSampler` (``batches_per_epoch``,
+    ``set_epoch``); call :func:`set_loader_epoch` before each new epoch.
+    """
+    dataset = build_dataset(config, "train")
+    dataset.set_epoch(epoch)
+    batch_sampler = GroupedBatchSampler(
+        dataset.aspect_ratio_groups(),
+        batch_size=config.data.images_per_gpu,
+        rank=rank,
+        world_size=world_size,
+        seed=config.seed,
+        epoch=epoch,
+        start_batch=start_batch,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=config.data.workers_per_gpu,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Points a training loader at ``epoch`` (sampler and dataset)."""
+    sampler = loader.batch_sampler
+    if isinstance(sampler, GroupedBatchSampler):
+        sampler.set_epoch(epoch, start_batch)
+    if isinstance(loader.dataset, CocoDetection):
+        loader.dataset.set_epoch(epoch)
+
+
+def build_val_loader(config: Config, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Evaluation loader: this rank's disjoint contiguous shard, ``data.test_images_per_gpu``."""
+    dataset = build_dataset(config, "val")
+    batch_sampler = BatchSampler(
+        InferenceSampler(len(dataset), rank, world_size),
+        batch_size=config.data.test_images_per_gpu,
+        drop_last=False,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=config.data.workers_per_gpu,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
