@@ -117,7 +117,7 @@ def train_one_epoch(
             progress.close()
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {global_iteration + 1} (epoch {settings.epoch + 1}, "
-                f"batch {batch_index + 1} of the epoch): {_describe_non_finite(names[: 1 + len(losses)], values)}. "
+                f"batch {batch_index + 1} of the epoch): {_describe_non_finite(names[: 1 + len(losses)], values[: 1 + len(losses)])}. "
                 "Training stopped before this step; the last saved checkpoint (latest.pth) holds the last good weights."
             )
         optimizer.zero_grad(set_to_none=True)
