@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import types
 import typing
@@ -184,7 +185,7 @@ def _load_file_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any]
     merged: dict[str, Any] = {}
     provenance: Provenance = {}
     for base in bases:
-        base_path = path.parent / base
+        base_path = Path(os.path.normpath(path.parent / base))
         if not base_path.is_file():
             raise ConfigError(f"{path}: _base_ file '{base}' not found (looked for {base_path})")
         base_data, base_provenance = _load_file_tree(base_path, (*chain, resolved))
@@ -237,7 +238,7 @@ def _describe_type(annotation: Any) -> str:
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
         return f"list[{_describe_type(item)}]"
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return f"mapping ({annotation.__name__})"
     return getattr(annotation, "__name__", str(annotation))
 
@@ -305,7 +306,7 @@ class _Builder:
             return self.build_value(non_null[0], value, default, dotted)
         if value is None:
             raise self.error(dotted, f"expected {_describe_type(annotation)}, got null (not optional here)")
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             base = default if isinstance(default, annotation) else annotation()
             return self.build_dataclass(annotation, value, base, dotted + ".")
         if origin is list:
@@ -353,8 +354,17 @@ def _choice(value: Any, allowed: Sequence[Any], key: str, problems: list[str]) -
         problems.append(f"key '{key}': {value!r} is not one of {list(allowed)}")
 
 
-def validate_config(config: Config, source: str = "<config>") -> None:
-    """Check the value ranges and the cross-field rules the types cannot express."""
+def validate_config(
+    config: Config, source: str = "<config>", provenance: Mapping[str, str] | None = None
+) -> None:
+    """Check the value ranges and the cross-field rules the types cannot express.
+
+    Args:
+        config: the built config.
+        source: named at the start of the error message (the config file).
+        provenance: dotted key -> the file or override that set it; when given, each problem
+            about a key also names where that key was written.
+    """
     problems: list[str] = []
     model, method, train, data = config.model, config.method, config.train, config.data
     _choice(method.name, METHOD_NAMES, "method.name", problems)
@@ -408,7 +418,18 @@ def validate_config(config: Config, source: str = "<config>") -> None:
             f"key 'class_names': {len(config.class_names)} names for model.num_classes={model.num_classes}"
         )
     if problems:
+        if provenance:
+            problems = [_with_origin(problem, provenance) for problem in problems]
         raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(problems))
+
+
+_KEY_IN_PROBLEM = re.compile(r"key '([^']+)'")
+
+
+def _with_origin(problem: str, provenance: Mapping[str, str]) -> str:
+    match = _KEY_IN_PROBLEM.search(problem)
+    origin = provenance.get(match.group(1)) if match else None
+    return f"{problem} (set in {origin})" if origin else problem
 
 
 # ---------------------------------------------------------------------------------- public API
@@ -456,5 +477,5 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     data = _apply_overrides(data, overrides, provenance)
     config = _Builder(provenance, str(path)).build_dataclass(Config, data, Config(), "")
     source = str(path) + (f" (with overrides {overrides})" if overrides else "")
-    validate_config(config, source)
+    validate_config(config, source, provenance)
     return config
