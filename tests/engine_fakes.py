@@ -148,7 +148,11 @@ class FakeEvaluator:
         self.scores = [s for _, scores in gathered for s in scores]
 
     def summarize(self) -> dict[str, Any]:
-        return {"AP": sum(self.scores) / max(1, len(self.scores)), "AP50": 0.5, "evaluated": len(self.image_ids)}
+        from ladet.evaluation.coco import METRIC_NAMES
+
+        metrics: dict[str, Any] = dict.fromkeys(METRIC_NAMES, 0.5)
+        metrics.update(AP=sum(self.scores) / max(1, len(self.scores)), evaluated=len(self.image_ids))
+        return metrics
 
 
 BUILT_METHODS: list[TinyMethod] = []

@@ -49,8 +49,9 @@ def _real_evaluator(config: Config, val_loader: Iterable[Batch]) -> Any:
     from ladet.evaluation.coco import CocoEvaluator
 
     dataset = getattr(val_loader, "dataset", None)
-    label_to_category_id = getattr(dataset, "label_to_category_id", None)
-    return CocoEvaluator(config.data.val.ann_file, label_to_category_id)
+    if dataset is None or not hasattr(dataset, "label_to_category_id"):
+        raise TypeError("the validation loader's dataset must provide label_to_category_id (a CocoDetection)")
+    return CocoEvaluator(config.data.val.ann_file, dataset.label_to_category_id, getattr(dataset, "class_names", None))
 
 
 @dataclass

@@ -1,0 +1,63 @@
+"""A 2-process torchrun (gloo, CPU) run with the engine stand-ins: both ranks end with identical
+weights (equal to the rank-0 checkpoint), the evaluation covers each validation image exactly
+once, only rank 0 logs, and the lr is scaled to the total batch of both ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ladet.checkpoint_io import load_checkpoint
+from ladet.engine.logging import read_log
+
+FAKES = Path(__file__).with_name("engine_fakes.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return int(handle.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_once(tmp_path: Path) -> None:
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environment.pop(name, None)
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}", str(FAKES), str(tmp_path), "--images-per-gpu", "2",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    reports = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith('{"rank"')]
+    assert sorted(report["rank"] for report in reports) == [0, 1]
+    for report in reports:  # the metrics are broadcast to every rank
+        assert report["metrics"]["num_images"] == 5
+        assert report["metrics"]["num_duplicate_images"] == 0
+        assert report["metrics"]["evaluated"] == 5
+    rank0 = torch.load(tmp_path / "weights_rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "weights_rank1.pt", weights_only=True)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    checkpoint = load_checkpoint(tmp_path / "latest.pth")
+    # 12 images / (2 per GPU x 2 GPUs) = 3 iterations per epoch; lr scaled to the total batch of 4
+    assert checkpoint["iteration"] == 6
+    for key in rank0:
+        assert torch.equal(checkpoint["model"][key], rank0[key]), key
+    train_records = [r for r in read_log(tmp_path / "log.jsonl") if r["type"] == "train"]
+    assert len(train_records) == 6, "only rank 0 writes the log"
+    assert train_records[-1]["lr"] == pytest.approx(0.01 * 4 / 16 * 0.1)
