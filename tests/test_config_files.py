@@ -93,3 +93,14 @@ def test_paper_rows_have_the_released_settings() -> None:
     assert (base_head.model.head.iou_branch, base_head.model.loss.box_loss_weighting) == (False, "mean")
     iou_head = load_config(CONFIG_DIR / "iop" / "paa-iop_r18_fpn_2x8_coco_1x.yaml")
     assert (iou_head.model.head.type, iou_head.model.loss.box_loss_weighting) == ("iop", "iou")
+
+
+def test_builtin_dataset_base_matches_the_generated_classes() -> None:
+    builtin = pytest.importorskip("ladet.data.builtin")
+    config = load_config(CONFIG_DIR / "_base_" / "datasets" / "builtin.yaml")
+    assert config.model.num_classes == len(builtin.SHAPE_NAMES)
+    for path in sorted((CONFIG_DIR / "demo").glob("*.yaml")):
+        demo = load_config(path)
+        assert demo.model.num_classes == len(builtin.SHAPE_NAMES), relative(path)
+        assert demo.data.train.ann_file == "data/builtin/annotations/train.json"
+        assert demo.model.backbone.weights is None, relative(path)  # no download in the demo
