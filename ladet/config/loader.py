@@ -400,7 +400,7 @@ def validate_config(
         not 0 <= step < train.epochs for step in train.lr_steps
     ):
         problems.append(
-            f"key 'train.lr_steps': must be sorted epochs in [0, train.epochs={train.epochs}), got {train.lr_steps}"
+            f"key 'train.lr_steps': must be sorted epochs in [0, train.epochs={train.epochs}), got {train.lr_steps} (use [] for no decay)"
         )
     if data.multiscale_short_range is not None:
         short_range = data.multiscale_short_range
