@@ -257,6 +257,10 @@ def test_semantic_checks_accept_valid_methods(tmp_path: Path) -> None:
     assert colad.method.colad.second_network.config == "s.yaml"
     multiscale = load_config(path, ["data.multiscale_short_range=[640,640]"])
     assert multiscale.data.multiscale_short_range == [640, 640]
+    no_decay = load_config(path, ["train.epochs=1", "train.lr_steps=[]"])
+    assert no_decay.train.lr_steps == []
+    with pytest.raises(ConfigError, match=r"use \[\] for no decay"):
+        load_config(path, ["train.epochs=1", "train.lr_steps=[1]"])
 
 
 def test_bad_yaml_and_non_mapping(tmp_path: Path) -> None:
