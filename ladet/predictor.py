@@ -1,0 +1,184 @@
+"""Inference API: ``Predictor.from_checkpoint(config, checkpoint)(images) -> list[Detections]``.
+
+Example::
+
+    predictor = Predictor.from_checkpoint("configs/demo/paa_r18.yaml", "runs/demo/latest.pth")
+    detections = predictor(["a.jpg", "b.png"])  # one Detections per image, original frame
+    print(predictor.class_names[int(detections[0].labels[0])], detections[0].scores[0])
+
+Only the evaluation network is built (``ladet.methods.build_evaluation_detector``): a LAD
+student never needs its teacher, CoLAD uses ``method.colad.evaluate_network``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ladet.checkpoint_io import (
+    CheckpointError,
+    extract_network_state,
+    load_checkpoint,
+    load_state_dict_strict,
+)
+from ladet.config.schema import Config
+from ladet.structures import Detections
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, Tensor]  # noqa: UP007 - a runtime alias
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def resolve_config(config: str | os.PathLike[str] | Config, overrides: Sequence[str] = ()) -> Config:
+    """A Config object from a YAML path (with overrides) or the object itself."""
+    if isinstance(config, Config):
+        return config
+    from ladet.config.loader import load_config
+
+    return load_config(config, overrides)
+
+
+def load_evaluation_detector(
+    config: Config, checkpoint: str | os.PathLike[str], device: torch.device | str = "cpu"
+) -> nn.Module:
+    """Builds the evaluation network of ``config`` and loads its weights strictly, in eval mode.
+
+    Accepts a training checkpoint of the method (the ``detector.`` or, for CoLAD, the
+    ``second_detector.`` entries are used), a file written by ``ladet export`` (its ``detector.``
+    entries), or a bare / mmdetection state dict.
+
+    Raises:
+        CheckpointError: unreadable file or weights of another architecture (keys listed).
+    """
+    from ladet.methods import build_evaluation_detector, evaluation_network_name
+
+    detector = build_evaluation_detector(config)
+    loaded = load_checkpoint(checkpoint)
+    network = "detector" if loaded.get("exported") else evaluation_network_name(config)
+    state = extract_network_state(loaded, network=network, source=str(checkpoint))
+    load_state_dict_strict(detector, state, source=str(checkpoint))
+    return detector.to(device).eval()
+
+
+def read_categories(ann_file: str, num_classes: int) -> tuple[list[str], list[int]]:
+    """Class names and COCO category ids (sorted by id) from an annotation file, if it is readable.
+
+    Falls back to ``"class_<label>"`` and ids ``label + 1`` when the file is missing.
+    """
+    path = Path(ann_file) if ann_file else None
+    if path is not None and path.is_file():
+        try:
+            categories = sorted(json.loads(path.read_text(encoding="utf-8"))["categories"], key=lambda c: c["id"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"cannot read the categories of {path}: {error}") from error
+        if len(categories) == num_classes:
+            return [str(c.get("name", c["id"])) for c in categories], [int(c["id"]) for c in categories]
+    return [f"class_{label}" for label in range(num_classes)], list(range(1, num_classes + 1))
+
+
+def expand_image_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, folders replaced by their image files (sorted, non-recursive).
+
+    Raises:
+        FileNotFoundError: an input that does not exist, or a folder without images.
+    """
+    paths: list[Path] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not images:
+                raise FileNotFoundError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(images)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"input image not found: {path}")
+    return paths
+
+
+class Predictor:
+    """Runs the evaluation detector on images given as paths, PIL images, arrays or tensors.
+
+    Attributes:
+        detector: the network (eval mode) on ``device``.
+        config: the resolved config.
+        class_names: name of each contiguous label.
+        category_ids: COCO category id of each label (for result JSON files).
+    """
+
+    def __init__(
+        self,
+        detector: nn.Module,
+        config: Config,
+        device: torch.device | str = "cpu",
+        class_names: list[str] | None = None,
+        category_ids: list[int] | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        self.detector = detector.to(device).eval()
+        self.config = config
+        self.device = torch.device(device)
+        num_classes = config.model.num_classes
+        names, ids = read_categories(config.data.val.ann_file, num_classes)
+        self.class_names = list(class_names or config.class_names or names)
+        self.category_ids = list(category_ids or ids)
+        self.batch_size = max(1, batch_size)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        config: str | os.PathLike[str] | Config,
+        checkpoint: str | os.PathLike[str],
+        device: torch.device | str = "cpu",
+        overrides: Sequence[str] = (),
+    ) -> Predictor:
+        """Builds the evaluation network of ``config`` and loads ``checkpoint`` into it."""
+        resolved = resolve_config(config, overrides)
+        return cls(load_evaluation_detector(resolved, checkpoint, device), resolved, device)
+
+    @torch.no_grad()
+    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
+        """One :class:`Detections` per image (original frame), in input order.
+
+        A single image (path, PIL image, [H, W, 3] RGB array, [3, H, W] tensor on 0..255) or a
+        list of them.
+        """
+        from ladet.data.collate import collate
+        from ladet.data.transforms import prepare_image_for_inference
+
+        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, Tensor)):
+            images = [images]
+        results: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            items = [prepare_image_for_inference(image, self.config.data) for image in chunk]
+            batch = collate(items, size_divisor=self.config.data.size_divisor).to(self.device)
+            if self.device.type == "cuda":
+                with torch.autocast(device_type="cuda", dtype=torch.float16):
+                    detections = self.detector.predict(batch)
+            else:
+                detections = self.detector.predict(batch)
+            results.extend(Detections(d.boxes.float(), d.scores.float(), d.labels) for d in detections)
+        return results
+
+    def describe(self, detections: Detections, score_threshold: float = 0.0) -> list[dict[str, Any]]:
+        """Readable records ``{"label", "class_name", "score", "box"}`` of one image's detections."""
+        keep = detections.scores >= score_threshold
+        return [
+            {"label": int(label), "class_name": self.class_names[int(label)], "score": float(score), "box": box}
+            for box, score, label in zip(
+                detections.boxes[keep].tolist(), detections.scores[keep].tolist(), detections.labels[keep].tolist(),
+                strict=True,
+            )
+        ]
+
+
+__all__ = ["CheckpointError", "Predictor", "expand_image_paths", "load_evaluation_detector", "resolve_config"]
