@@ -38,7 +38,9 @@ from typing import Any
 
 import yaml
 
+from ladet.config.errors import ConfigError
 from ladet.config.schema import Config
+from ladet.config.validation import validate_config
 
 __all__ = [
     "ConfigError",
@@ -58,10 +60,6 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
 # Provenance: dotted key -> where its value was written (a file path or an override string).
 Provenance = dict[str, str]
-
-
-class ConfigError(ValueError):
-    """A configuration file, override or value is invalid; the message names the key and source."""
 
 
 # ------------------------------------------------------------------------------------- YAML I/O
@@ -337,99 +335,6 @@ class _Builder:
         if not ok:
             raise self.error(dotted, f"expected {expected}, got {_describe_value(value)}")
         return value
-
-
-# ----------------------------------------------------------------------------- semantic checks
-METHOD_NAMES = ("baseline", "lad", "kd", "solad", "colad")
-METHODS_WITH_TEACHER = ("lad", "kd", "solad")
-HEAD_TYPES = ("paa", "iop", "cop")
-BACKBONE_DEPTHS = (18, 34, 50, 101)
-BOX_LOSS_WEIGHTINGS = ("iou", "mean")
-EVALUATE_NETWORKS = ("first", "second")
-COLAD_CRITERIA = ("std_mean",)
-
-
-def _choice(value: Any, allowed: Sequence[Any], key: str, problems: list[str]) -> None:
-    if value not in allowed:
-        problems.append(f"key '{key}': {value!r} is not one of {list(allowed)}")
-
-
-def validate_config(
-    config: Config, source: str = "<config>", provenance: Mapping[str, str] | None = None
-) -> None:
-    """Check the value ranges and the cross-field rules the types cannot express.
-
-    Args:
-        config: the built config.
-        source: named at the start of the error message (the config file).
-        provenance: dotted key -> the file or override that set it; when given, each problem
-            about a key also names where that key was written.
-    """
-    problems: list[str] = []
-    model, method, train, data = config.model, config.method, config.train, config.data
-    _choice(method.name, METHOD_NAMES, "method.name", problems)
-    _choice(model.head.type, HEAD_TYPES, "model.head.type", problems)
-    _choice(model.backbone.depth, BACKBONE_DEPTHS, "model.backbone.depth", problems)
-    _choice(model.loss.box_loss_weighting, BOX_LOSS_WEIGHTINGS, "model.loss.box_loss_weighting", problems)
-    _choice(method.colad.evaluate_network, EVALUATE_NETWORKS, "method.colad.evaluate_network", problems)
-    _choice(method.colad.criterion, COLAD_CRITERIA, "method.colad.criterion", problems)
-    if not -1 <= model.backbone.frozen_stages <= 4:
-        problems.append(f"key 'model.backbone.frozen_stages': {model.backbone.frozen_stages} not in [-1, 4]")
-    if method.name in METHODS_WITH_TEACHER and (method.teacher is None or not method.teacher.config):
-        problems.append(f"method '{method.name}' needs 'method.teacher.config' (the teacher's config file)")
-    if method.name == "colad" and not method.colad.second_network.config:
-        problems.append("method 'colad' needs 'method.colad.second_network.config'")
-    for key, value in (
-        ("model.num_classes", model.num_classes),
-        ("data.images_per_gpu", data.images_per_gpu),
-        ("data.test_images_per_gpu", data.test_images_per_gpu),
-        ("train.epochs", train.epochs),
-        ("train.base_batch_size", train.base_batch_size),
-        ("model.head.feat_channels", model.head.feat_channels),
-        ("model.neck.out_channels", model.neck.out_channels),
-    ):
-        if value < 1:
-            problems.append(f"key '{key}': must be >= 1, got {value}")
-    if data.workers_per_gpu < 0:
-        problems.append(f"key 'data.workers_per_gpu': must be >= 0, got {data.workers_per_gpu}")
-    if train.lr <= 0:
-        problems.append(f"key 'train.lr': must be > 0, got {train.lr}")
-    if not 0.0 <= data.flip_prob <= 1.0:
-        problems.append(f"key 'data.flip_prob': must be in [0, 1], got {data.flip_prob}")
-    if list(train.lr_steps) != sorted(train.lr_steps) or any(
-        not 0 <= step < train.epochs for step in train.lr_steps
-    ):
-        problems.append(
-            f"key 'train.lr_steps': must be sorted epochs in [0, train.epochs={train.epochs}), got {train.lr_steps} (use [] for no decay)"
-        )
-    if data.multiscale_short_range is not None:
-        short_range = data.multiscale_short_range
-        if len(short_range) != 2 or short_range[0] > short_range[1] or short_range[0] < 1:
-            problems.append(
-                f"key 'data.multiscale_short_range': must be [low, high] with 1 <= low <= high, got {short_range}"
-            )
-    if len(model.anchors.strides) != model.neck.num_outs:
-        problems.append(
-            f"keys 'model.anchors.strides' / 'model.neck.num_outs': {len(model.anchors.strides)} strides "
-            f"for {model.neck.num_outs} FPN levels"
-        )
-    if config.class_names and len(config.class_names) != model.num_classes:
-        problems.append(
-            f"key 'class_names': {len(config.class_names)} names for model.num_classes={model.num_classes}"
-        )
-    if problems:
-        if provenance:
-            problems = [_with_origin(problem, provenance) for problem in problems]
-        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(problems))
-
-
-_KEY_IN_PROBLEM = re.compile(r"key '([^']+)'")
-
-
-def _with_origin(problem: str, provenance: Mapping[str, str]) -> str:
-    match = _KEY_IN_PROBLEM.search(problem)
-    origin = provenance.get(match.group(1)) if match else None
-    return f"{problem} (set in {origin})" if origin else problem
 
 
 # ---------------------------------------------------------------------------------- public API
