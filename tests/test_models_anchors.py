@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ladet.models.anchors import AnchorGenerator
+from ladet.models.anchors import AnchorGenerator, AnchorGrid
 
 # Feature-map sizes of an 800x1333 image padded to 800x1344: H/8.., then ceil for P6/P7.
 LEVEL_SIZES_800x1344 = [(100, 168), (50, 84), (25, 42), (13, 21), (7, 11)]
@@ -91,3 +91,23 @@ def test_valid_mask_small_hand_case() -> None:
     # level 0 (stride 8): rows < ceil(9/8)=2, cols < ceil(16/8)=2; level 1: rows < 1, cols < 1
     expected = torch.tensor([[True, True, False, True, True, False, True, False]])
     assert torch.equal(valid, expected)
+
+
+def test_cache_is_bounded_lru() -> None:
+    generator = AnchorGenerator([8], 8, cache_size=2)
+    first = generator.grid([(1, 1)], "cpu")
+    second = generator.grid([(1, 2)], "cpu")
+    assert generator.grid([(1, 1)], "cpu") is first  # refreshes (1, 1)
+    generator.grid([(1, 3)], "cpu")  # evicts (1, 2), the least recently used
+    assert generator.grid([(1, 1)], "cpu") is first
+    assert generator.grid([(1, 2)], "cpu") is not second
+
+
+def test_valid_mask_on_a_grid_built_without_locations() -> None:
+    grid = AnchorGenerator([8, 16], 8).grid([(2, 3), (1, 2)], "cpu")
+    bare = AnchorGrid(grid.anchors, grid.level_index, grid.num_per_level, grid.level_sizes, grid.strides)
+    padded_sizes = torch.tensor([[9, 16], [16, 17]])
+    assert torch.equal(
+        AnchorGenerator.valid_mask(bare, padded_sizes), AnchorGenerator.valid_mask(grid, padded_sizes)
+    )
+    assert bare.locations is not None and torch.equal(bare.locations, grid.locations)

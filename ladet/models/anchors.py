@@ -7,6 +7,7 @@ shifts the ceil-sized P6/P7 grids (61 and 114 px instead of 64 and 128 for an 80
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,8 @@ class AnchorGrid:
         num_per_level: anchors per level, H_l * W_l.
         level_sizes: (H_l, W_l) of each level.
         strides: the nominal stride of each level.
+        locations: [N, 3] long (row i, column j, stride) of each anchor; filled by
+            :class:`AnchorGenerator`, derived on demand when None.
     """
 
     anchors: Tensor
@@ -32,6 +35,13 @@ class AnchorGrid:
     num_per_level: list[int]
     level_sizes: list[tuple[int, int]]
     strides: list[int]
+    locations: Tensor | None = None
+
+    def anchor_locations(self) -> Tensor:
+        """[N, 3] long (row, column, stride) of every anchor (computed once)."""
+        if self.locations is None:
+            self.locations = _anchor_locations(self.level_sizes, self.strides, self.anchors.device)
+        return self.locations
 
     @property
     def num_anchors(self) -> int:
@@ -47,12 +57,25 @@ class AnchorGrid:
         return slices
 
 
+def _anchor_locations(level_sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> Tensor:
+    """[N, 3] long (row, column, stride) of every anchor, levels concatenated, row-major."""
+    locations: list[Tensor] = []
+    for (height, width), stride in zip(level_sizes, strides, strict=True):
+        row, column = torch.meshgrid(
+            torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij"
+        )
+        stride_column = torch.full((height * width,), stride, dtype=torch.long, device=device)
+        locations.append(torch.stack([row.reshape(-1), column.reshape(-1), stride_column], dim=1))
+    return torch.cat(locations)
+
+
 class AnchorGenerator:
     """One square anchor per feature-map location.
 
     Args:
         strides: nominal stride of each level (P3..P7: 8, 16, 32, 64, 128).
         octave_base_scale: anchor side = octave_base_scale * stride.
+        cache_size: how many grids (one per padded batch shape and device) are kept, LRU.
 
     Example:
         >>> generator = AnchorGenerator([8], 8)
@@ -62,11 +85,15 @@ class AnchorGenerator:
     """
 
     def __init__(
-        self, strides: list[int] | tuple[int, ...] = (8, 16, 32, 64, 128), octave_base_scale: float = 8.0
+        self,
+        strides: list[int] | tuple[int, ...] = (8, 16, 32, 64, 128),
+        octave_base_scale: float = 8.0,
+        cache_size: int = 64,
     ) -> None:
         self.strides = [int(stride) for stride in strides]
         self.octave_base_scale = float(octave_base_scale)
-        self._cache: dict[tuple[tuple[tuple[int, int], ...], str], AnchorGrid] = {}
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[tuple[tuple[int, int], ...], str], AnchorGrid] = OrderedDict()
 
     @property
     def num_levels(self) -> int:
@@ -81,6 +108,7 @@ class AnchorGenerator:
         key = (sizes, str(device))
         cached = self._cache.get(key)
         if cached is not None:
+            self._cache.move_to_end(key)
             return cached
         anchors_per_level: list[Tensor] = []
         levels: list[Tensor] = []
@@ -99,8 +127,11 @@ class AnchorGenerator:
             num_per_level=[height * width for height, width in sizes],
             level_sizes=list(sizes),
             strides=list(self.strides),
+            locations=_anchor_locations(list(sizes), self.strides, device),
         )
         self._cache[key] = grid
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         return grid
 
     @staticmethod
@@ -115,21 +146,9 @@ class AnchorGenerator:
             [B, N] bool: location (i, j) of level l is valid iff i < ceil(h_pad / s_l) and
             j < ceil(w_pad / s_l).
         """
-        device = grid.anchors.device
-        padded_sizes = padded_sizes.to(device=device, dtype=torch.long)
-        rows: list[Tensor] = []
-        columns: list[Tensor] = []
-        strides: list[Tensor] = []
-        for (height, width), stride in zip(grid.level_sizes, grid.strides, strict=True):
-            row, column = torch.meshgrid(
-                torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij"
-            )
-            rows.append(row.reshape(-1))
-            columns.append(column.reshape(-1))
-            strides.append(torch.full((height * width,), stride, dtype=torch.long, device=device))
-        row_index = torch.cat(rows)  # [N]
-        column_index = torch.cat(columns)  # [N]
-        stride_per_anchor = torch.cat(strides)  # [N]
+        locations = grid.anchor_locations()  # [N, 3]
+        padded_sizes = padded_sizes.to(device=locations.device, dtype=torch.long)
+        row_index, column_index, stride_per_anchor = locations.unbind(dim=1)  # [N] each
         # ceil(h / s) for integers: (h + s - 1) // s
         valid_rows = (padded_sizes[:, :1] + stride_per_anchor - 1) // stride_per_anchor  # [B, N]
         valid_columns = (padded_sizes[:, 1:] + stride_per_anchor - 1) // stride_per_anchor  # [B, N]
