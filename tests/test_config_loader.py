@@ -283,8 +283,8 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
             "model.backbone.weights=null",
             "train.weight_decay=0.0001",
             "data.multiscale_short_range=[640,800]",
-            "class_names=[cat, dog]",
-            "model.num_classes=2",
+            "class_names=[cat, 'yes', 'null', '1e3', '12']",
+            "model.num_classes=5",
         ],
     )
     dumped = tmp_path / "out" / "config.yaml"
@@ -296,6 +296,7 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
         "checkpoint": None,
     }
     assert yaml.safe_load(dumped.read_text()) == as_dict  # plain YAML, no python tags
+    assert "strides: [8, 16, 32, 64, 128]" in dumped.read_text()  # block mappings, flow lists
     assert config_from_dict(as_dict) == config
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "ConfigError",
     "config_from_dict",
     "config_to_dict",
+    "config_to_yaml",
     "dump_config",
     "find_config_file",
     "load_config",
@@ -353,12 +354,32 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+class _ConfigYamlDumper(yaml.SafeDumper):
+    """Block-style mappings (one key per line) with short flow-style lists (``[8, 16, 32]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_ConfigYamlDumper.add_representer(list, _represent_list)
+# The dumper quotes a string when the loader would read it as something else: give it the
+# loader's resolvers so that e.g. the string "1e3" is written quoted.
+_ConfigYamlDumper.yaml_implicit_resolvers = _ConfigYamlLoader.yaml_implicit_resolvers
+
+
+def config_to_yaml(config: Config) -> str:
+    """The config as YAML text (the schema's key order, one key per line)."""
+    return yaml.dump(
+        config_to_dict(config), Dumper=_ConfigYamlDumper, sort_keys=False, default_flow_style=False, width=110
+    )
+
+
 def dump_config(config: Config, path: str | Path) -> None:
     """Write ``config`` as YAML; :func:`load_config` on the file gives back an equal Config."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(config_to_yaml(config), encoding="utf-8")
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
