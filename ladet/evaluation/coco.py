@@ -13,7 +13,6 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import logging
@@ -193,8 +192,9 @@ class CocoEvaluator:
         unknown = set(image_ids) - set(self.ground_truth.getImgIds())
         if unknown:
             raise ValueError(f"image ids {sorted(unknown)[:10]} are not in the ground-truth annotations")
-        # loadRes adds fields to the records it gets; keep ours untouched.
-        detections = self.ground_truth.loadRes(copy.deepcopy(self.results))
+        # loadRes adds keys (id, area, iscrowd, segmentation) to each record it gets and never
+        # changes the existing ones: a shallow copy per record keeps ours untouched.
+        detections = self.ground_truth.loadRes([dict(record) for record in self.results])
         evaluation = COCOeval_faster(self.ground_truth, detections, "bbox", print_function=_silent)
         evaluation.params.imgIds = image_ids
         with contextlib.redirect_stdout(io.StringIO()):
