@@ -62,8 +62,8 @@ BUDGETS: dict[str, Budget] = {
         num_val=8,
         image_size=(96, 128),
         data_dir=None,
-        teacher_overrides=("train.epochs=1", "train.lr_steps=[1]", "train.max_iters_per_epoch=3"),
-        student_overrides=("train.epochs=1", "train.lr_steps=[1]", "train.max_iters_per_epoch=3"),
+        teacher_overrides=("train.epochs=1", "train.lr_steps=[]", "train.max_iters_per_epoch=3"),
+        student_overrides=("train.epochs=1", "train.lr_steps=[]", "train.max_iters_per_epoch=3"),
         common_overrides=(
             "data.max_size=128",
             "data.short_size=96",

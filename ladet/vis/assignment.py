@@ -43,6 +43,7 @@ from ladet.vis.colors import (
 )
 from ladet.vis.detections import class_name
 
+ANCHOR_BOX_ALPHA = 130  # opacity (0..255) of the positive anchors' box outlines
 MAX_LEGEND_GTS = 16  # legend rows per panel; the rest are summarised in one line
 
 
@@ -248,9 +249,11 @@ def _draw_gt_boxes(
     size: tuple[int, int],
     line_width: int,
 ) -> None:
-    for gt, box in enumerate((picture.gt_boxes * scale).tolist()):
+    boxes = (picture.gt_boxes * scale).tolist()
+    for gt, box in enumerate(boxes):
+        draw.rectangle(box, outline=color_for_index(gt), width=line_width)
+    for gt, box in enumerate(boxes):  # tags after all outlines, so that no outline crosses a tag
         color = color_for_index(gt)
-        draw.rectangle(box, outline=color, width=line_width)
         draw_tag(
             draw,
             (box[0], box[1]),
@@ -282,8 +285,13 @@ def _draw_assignment_image(
         positive = panel.positive_mask.bool()
         positive_boxes = anchors[positive]
         positive_gts = panel.positive_gt_index[positive].tolist()
+        # thin, half-transparent anchor boxes: anchors are large and overlap a lot
+        overlay = Image.new("RGBA", size, (0, 0, 0, 0))
+        overlay_draw = ImageDraw.Draw(overlay)
         for box, gt in zip(positive_boxes.tolist(), positive_gts, strict=True):
-            draw.rectangle(box, outline=color_for_index(gt), width=1)
+            overlay_draw.rectangle(box, outline=(*color_for_index(gt), ANCHOR_BOX_ALPHA), width=1)
+        canvas = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
+        draw = ImageDraw.Draw(canvas)
         for centre, gt in zip(_centres(positive_boxes).tolist(), positive_gts, strict=True):
             _draw_dot(draw, centre, radius, color_for_index(gt))
     else:
@@ -381,10 +389,11 @@ def draw_assignment_figure(
     legend_height = max(size[1] for size in legend_sizes)
     note_lines: list[tuple[str, RGB | None]] = [(picture.note, None)] if picture.note else []
     note_height = measure_text_lines(note_lines, title_font)[1] if note_lines else 0
+    note_width = measure_text_lines(note_lines, title_font)[0] if note_lines else 0
     figure = Image.new(
         "RGB",
         (
-            len(columns) * (column_width + margin) + margin,
+            max(len(columns) * (column_width + margin) + margin, note_width + 2 * margin),
             margin + title_height + image_height + margin + legend_height + note_height + margin,
         ),
         BACKGROUND_COLOR,

@@ -126,7 +126,7 @@ def _panel(title: str, result: AssignResult, image: int) -> AssignmentPanel:
 
 def _titles(method_name: str) -> tuple[str, str]:
     if method_name == "colad":
-        return "shared CoLAD assignment (trains both)", "student self-assignment"
+        return "shared CoLAD assignment (trains both)", "network 1 self-assignment"
     return "teacher assignment (trains the student)", "student self-assignment"
 
 
