@@ -67,6 +67,9 @@ class TrainingMethod(nn.Module):
             teacher.requires_grad_(False)
             teacher.eval()
             object.__setattr__(self, "_teacher", teacher)
+        # A freshly built detector is in train mode without its ``train()`` override having run,
+        # i.e. with BatchNorm updating running statistics despite ``norm_eval``; re-apply the mode.
+        self.train(True)
 
     # ------------------------------------------------------------------ networks
     def teacher_detector(self) -> PAADetector | None:

@@ -72,6 +72,7 @@ class CoLADMethod(TrainingMethod):
         if criterion not in CRITERIA:
             raise ValueError(f"method.colad.criterion = {criterion!r}; expected one of {list(CRITERIA)}")
         self.second_detector = second_detector
+        self.train(True)  # re-apply norm_eval to the newly registered network (see TrainingMethod)
         self.evaluate_network = evaluate_network
         self.choose_costs = CRITERIA[criterion]
         self.loss = build_detection_loss(detector, box_loss_weighting="mean")
