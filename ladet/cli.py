@@ -222,7 +222,13 @@ def _clean_message(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the process exit code."""
     parser = build_parser()
-    arguments = parser.parse_args(argv)
+    # overrides may follow options (`train CFG --work-dir D train.epochs=2`): collect leftovers
+    arguments, extras = parser.parse_known_args(argv)
+    unknown = [extra for extra in extras if extra.startswith("-") or "=" not in extra]
+    if unknown or (extras and not hasattr(arguments, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
+    if extras:
+        arguments.overrides = [*arguments.overrides, *extras]
     handler: Callable[[argparse.Namespace], int] = arguments.handler
     from ladet.engine.loop import NonFiniteLossError
 

@@ -5,13 +5,16 @@ and a config whose ``model`` is the exported network's and whose method is the b
 ``Predictor.from_checkpoint`` and ``ladet test`` load it without any teacher or second network.
 The TorchScript file traces the raw forward ``images [B, 3, H, W] -> (class_scores [B, N, C],
 box_deltas [B, N, 4], iou_logits [B, N])`` (``iou_logits`` is zeros for heads without it);
-decoding and NMS stay in Python (``PAADetector.predict``).
+decoding and NMS stay in Python (``PAADetector.predict``). The trace is specialised to the
+example input size (the config's test size padded to ``size_divisor``, see
+:func:`example_input_size`): feed it images padded to exactly that size.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -81,13 +84,17 @@ def export_detector(
     wrapper = RawForward(detector).eval()
     height, width = example_input_size(config)
     example = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)  # torch.jit is deprecated in favour of export
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # level sizes become constants
         traced = torch.jit.trace(wrapper, example, check_trace=False)
         for eager, scripted in zip(wrapper(example), traced(example), strict=True):
             if not torch.allclose(eager, scripted, atol=1e-4, rtol=1e-4):
                 raise RuntimeError("the TorchScript trace does not reproduce the eager forward")
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.partial")
-    torch.jit.save(traced, str(temporary))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        torch.jit.save(traced, str(temporary))
     os.replace(temporary, out)
     return out
