@@ -128,6 +128,13 @@ def _draw_shape_mask(
     return np.asarray(canvas) > 0
 
 
+def tight_box(mask: np.ndarray) -> list[int]:
+    """Tight box [x1, y1, x2, y2] of a non-empty boolean [H, W] mask, pixel-edge convention."""
+    rows = np.nonzero(mask.any(axis=1))[0]
+    columns = np.nonzero(mask.any(axis=0))[0]
+    return [int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1]
+
+
 def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """[H, W, 3] float32 cluttered background on 0..255."""
     xs = np.arange(width, dtype=np.float32)[None, :]  # [1, W]
@@ -163,12 +170,14 @@ def render_image(
     max_objects: int = 12,
     min_object_size: float = 12.0,
     max_object_size: float = 200.0,
+    return_visibility: bool = False,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Renders one image.
 
     Returns:
         (image [H, W, 3] uint8, objects) with each object a dict ``label`` (0..11), ``box``
-        [x1, y1, x2, y2] ints (tight, amodal) and ``area`` (full pixel count).
+        [x1, y1, x2, y2] ints (tight, amodal) and ``area`` (full pixel count); with
+        ``return_visibility`` also ``visible_pixels`` (pixels not covered by later objects).
     """
     image = _background(width, height, rng)
     largest = max(min(max_object_size, 0.7 * min(width, height)), min_object_size)
@@ -191,8 +200,7 @@ def render_image(
                 remaining = np.bincount(owner[~mask & (owner >= 0)], minlength=len(objects))
                 if np.any(remaining < MIN_VISIBLE_FRACTION * np.asarray(full_areas)):
                     continue
-            rows, columns = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-            box = [int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1]
+            box = tight_box(mask)
             owner[mask] = len(objects)
             shading = rng.uniform(-25, 25, 3)
             image[mask] = np.clip(colour + shading, 0, 255)
@@ -200,6 +208,10 @@ def render_image(
             full_areas.append(pixels)
             break
     image += rng.normal(0.0, rng.uniform(2, 12), image.shape).astype(np.float32)
+    if return_visibility:
+        visible = np.bincount(owner[owner >= 0], minlength=len(objects))
+        for drawn, count in zip(objects, visible.tolist(), strict=True):
+            drawn["visible_pixels"] = count
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), objects
 
 
