@@ -123,3 +123,22 @@ def test_fpn_top_down_nearest_to_exact_size_hand_case() -> None:
     # p3 = 10 + nearest(p4 lateral sum) to 3x5: rows 0,0,1 -> cols floor(j*3/5) = 0,0,1,1,2
     expected_p3 = 10.0 + torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0]]).expand(3, 5)
     assert torch.equal(p3[0, 0], expected_p3)
+
+
+def test_weights_enum_name_resolves_through_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The enum branch, with torchvision's download replaced by a state dict made here."""
+    reference = torchvision.models.resnet18(weights=None)
+    requested = []
+
+    def fake_get_state_dict(self, *args, **kwargs):
+        requested.append(self)
+        return reference.state_dict()
+
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights, "get_state_dict", fake_get_state_dict)
+    backbone = ResNetBackbone(18, weights="IMAGENET1K_V1")
+    assert requested == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1]
+    assert torch.equal(backbone.layer2[0].conv1.weight, reference.layer2[0].conv1.weight)
+    ResNetBackbone(18, weights="ResNet18_Weights.IMAGENET1K_V1")
+    assert len(requested) == 2
+    with pytest.raises(ValueError, match="not ResNet-18 weights"):
+        ResNetBackbone(18, weights="ResNet50_Weights.IMAGENET1K_V1")

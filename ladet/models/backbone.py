@@ -49,8 +49,8 @@ class ResNetBackbone(nn.Module):
 
     Args:
         depth: 18, 34, 50 or 101.
-        weights: a torchvision weights enum member name of that depth (e.g. ``"IMAGENET1K_V1"``;
-            downloads through torchvision on first use), a local path to a torchvision-layout
+        weights: a torchvision weights enum member of that depth (``"IMAGENET1K_V1"`` or
+            ``"ResNet50_Weights.IMAGENET1K_V1"``; downloads through torchvision on first use), a local path to a torchvision-layout
             ResNet state dict (``fc.*`` keys are ignored), or None for random init.
         frozen_stages: -1 freezes nothing, 0 freezes the stem (conv1 + bn1), k >= 1 also layer1..k.
         norm_eval: keep every BatchNorm in eval mode even in ``train()``.
@@ -140,7 +140,12 @@ def _load_resnet_weights(network: torchvision.models.ResNet, depth: int, weights
             raise ValueError(f"ResNetBackbone: {weights} does not hold a state dict")
         source = weights
     else:
-        enum_name = f"{_RESNET_WEIGHT_ENUMS[depth]}.{weights}"
+        enum_prefix = f"{_RESNET_WEIGHT_ENUMS[depth]}."
+        if "_Weights." in weights and not weights.startswith(enum_prefix):
+            raise ValueError(
+                f"ResNetBackbone: weights {weights!r} are not ResNet-{depth} weights ({enum_prefix}*)"
+            )
+        enum_name = weights if weights.startswith(enum_prefix) else enum_prefix + weights
         try:
             weight_entry = torchvision.models.get_weight(enum_name)
         except (ValueError, AttributeError, KeyError) as error:

@@ -44,7 +44,8 @@ class FPN(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         """[C3, C4, C5] -> [P3 [B, D, H/8, W/8], ..., P7 [B, D, ceil(H/128), ceil(W/128)]]."""

@@ -61,6 +61,12 @@ def _bias_for_probability(probability: float) -> float:
     return -math.log((1.0 - probability) / probability)
 
 
+def _fill_bias(conv: nn.Conv2d, value: float) -> None:
+    if conv.bias is None:
+        raise ValueError("a predictor conv without bias cannot take a prior-probability bias")
+    nn.init.constant_(conv.bias, value)
+
+
 def _flatten_level(x: Tensor) -> Tensor:
     """[B, K, H, W] -> [B, H*W, K] (row-major locations)."""
     batch_size, channels = x.shape[:2]
@@ -124,7 +130,7 @@ class DenseHead(nn.Module):
             elif isinstance(module, nn.GroupNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        nn.init.constant_(self.class_predictor.bias, _bias_for_probability(prior_prob))
+        _fill_bias(self.class_predictor, _bias_for_probability(prior_prob))
 
     def class_scores(self, class_logits: Tensor, regression_features: Tensor) -> Tensor:
         """[B, C, H, W] logits (+ reg tower [B, F, H, W]) -> [B, C, H, W] class scores."""
@@ -178,7 +184,7 @@ class IOPHead(DenseHead):
 
     def init_weights(self, prior_prob: float) -> None:
         super().init_weights(prior_prob)
-        nn.init.constant_(self.threshold_predictor.bias, _bias_for_probability(self.threshold_prior_prob))
+        _fill_bias(self.threshold_predictor, _bias_for_probability(self.threshold_prior_prob))
 
     def class_scores(self, class_logits: Tensor, regression_features: Tensor) -> Tensor:
         objectness = self.objectness_predictor(regression_features).float().sigmoid()  # [B, 1, H, W]
