@@ -29,15 +29,16 @@ NUM_VAL_IMAGES = 5
 
 
 class TinyDetector(nn.Module):
-    """A 1×1 conv + linear layer; ``predict`` emits one box per image with a score from the weights."""
+    """A 1×1 conv + BatchNorm + linear layer; ``predict`` emits one box per image with a score from the weights."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, kernel_size=1)
+        self.norm = nn.BatchNorm2d(4)  # running statistics differ per rank unless synchronised
         self.linear = nn.Linear(4, 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.conv(images).mean(dim=(2, 3))  # [B, 4]
+        features = self.norm(self.conv(images)).mean(dim=(2, 3))  # [B, 4]
         return self.linear(features)  # [B, 2]
 
     def predict(self, batch: Batch) -> list[Detections]:

@@ -115,6 +115,18 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return reduced / dist.get_world_size()
 
 
+def broadcast_buffers(module: torch.nn.Module, source_rank: int = 0) -> None:
+    """Copies every buffer (e.g. BatchNorm running statistics) of ``source_rank`` to all ranks.
+
+    DDP syncs buffers at the start of each forward, so after the last training step each rank
+    holds its own statistics; evaluating with them would make rank results inconsistent.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=source_rank)
+
+
 def seed_everything(seed: int) -> None:
     """Seeds python ``random``, numpy and torch (all devices)."""
     random.seed(seed)

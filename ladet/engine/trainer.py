@@ -30,6 +30,7 @@ from ladet.engine.components import TrainingComponents
 from ladet.engine.distributed import (
     DistributedContext,
     barrier,
+    broadcast_buffers,
     init_distributed,
     seed_everything,
     set_deterministic,
@@ -229,6 +230,7 @@ def _run_epochs(
         run.save(model, optimizer, scaler, position, names)
         interval = config.train.eval_interval
         if last_epoch or (interval > 0 and (epoch + 1) % interval == 0):
+            broadcast_buffers(method)  # evaluate (and finish) with rank 0's BatchNorm statistics
             metrics = run.evaluate(method.evaluation_detector(), title=f"epoch {epoch + 1}")
             _record_evaluation(run, logger, epoch, position, metrics, teacher_metrics)
     return metrics
