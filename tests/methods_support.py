@@ -34,8 +34,11 @@ def tiny_detector(seed: int = 0, **kwargs: object) -> PAADetector:
     return build_detector(tiny_model_config(**kwargs))  # type: ignore[arg-type]
 
 
-def tiny_batch(with_gt: bool = True, seed: int = 0) -> Batch:
-    """Two images padded to 128x160; the second one is only 96x128 (padding area invalid)."""
+def tiny_batch(with_gt: bool = True, seed: int = 0, second_image_without_gt: bool = False) -> Batch:
+    """Two images padded to 128x160; the second one is only 96x128 (padding area invalid).
+
+    ``with_gt=False``: no GT at all; ``second_image_without_gt``: only the first image has GT.
+    """
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(2, 3, 128, 160, generator=generator)
     images[1, :, 96:, :] = 0
@@ -46,6 +49,8 @@ def tiny_batch(with_gt: bool = True, seed: int = 0) -> Batch:
             torch.tensor([[20.0, 10.0, 100.0, 80.0]]),
         ]
         gt_labels = [torch.tensor([0, 2, 1]), torch.tensor([1])]
+        if second_image_without_gt:
+            gt_boxes[1], gt_labels[1] = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
     else:
         gt_boxes = [torch.zeros(0, 4), torch.zeros(0, 4)]
         gt_labels = [torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)]

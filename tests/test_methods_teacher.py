@@ -63,6 +63,9 @@ def test_teacher_stays_in_eval_mode(teacher_files) -> None:
     method.teacher_detector().train()  # even if someone flips it, forward resets it
     method(tiny_batch())
     assert not method.teacher_detector().training
+    teacher_outputs = method.teacher_outputs(tiny_batch().images)
+    assert teacher_outputs.class_scores.dtype == torch.float32
+    assert not teacher_outputs.class_scores.requires_grad and not teacher_outputs.box_deltas.requires_grad
     # .to() moves/casts the teacher together with the student
     method.to(torch.float64)
     assert next(method.teacher_detector().parameters()).dtype == torch.float64

@@ -43,7 +43,9 @@ def test_a_few_steps_stay_finite(name: str, references: dict[str, NetworkReferen
     torch.manual_seed(0)
     method = build_method(_config(name, references), "cpu")
     optimizer = torch.optim.SGD(method.parameters(), lr=0.005, momentum=0.9)
-    for step, batch in enumerate([tiny_batch(seed=0), tiny_batch(with_gt=False), tiny_batch(seed=1)]):
+    for step, batch in enumerate(
+        [tiny_batch(seed=0), tiny_batch(with_gt=False), tiny_batch(seed=1, second_image_without_gt=True)]
+    ):
         losses = method(batch)
         loss_keys = {key for key in losses if key.startswith("loss_")}
         assert loss_keys == EXPECTED_KEYS[name], step
