@@ -58,16 +58,16 @@ BUDGETS: dict[str, Budget] = {
     # seconds: a few iterations on tiny images, for the integration test
     "smoke": Budget(
         name="smoke",
-        num_train=16,
-        num_val=8,
+        num_train=8,
+        num_val=4,
         image_size=(96, 128),
         data_dir=None,
-        teacher_overrides=("train.epochs=1", "train.lr_steps=[]", "train.max_iters_per_epoch=3"),
-        student_overrides=("train.epochs=1", "train.lr_steps=[]", "train.max_iters_per_epoch=3"),
+        teacher_overrides=("train.epochs=1", "train.lr_steps=[]", "train.max_iters_per_epoch=2"),
+        student_overrides=("train.epochs=1", "train.lr_steps=[]", "train.max_iters_per_epoch=2"),
         common_overrides=(
             "data.max_size=128",
             "data.short_size=96",
-            "data.images_per_gpu=4",
+            "data.images_per_gpu=2",
             "data.test_images_per_gpu=4",
             "data.workers_per_gpu=0",
             "train.warmup_iters=2",

@@ -68,7 +68,7 @@ def test_trains_teacher_once_then_every_student_per_seed(
     )
     for config, work_dir in calls[1:]:
         assert config.seed == int(work_dir.name[-1])
-        assert (config.train.epochs, config.train.max_iters_per_epoch) == (1, 3)
+        assert (config.train.epochs, config.train.max_iters_per_epoch) == (1, 2)
         if config.method.name != "baseline":
             assert config.method.teacher is not None
             assert config.method.teacher.checkpoint == str(out / "teacher" / "latest.pth")
