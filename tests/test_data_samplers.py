@@ -8,7 +8,7 @@ from ladet.data.samplers import GroupedBatchSampler, InferenceSampler, SampleKey
 
 
 def _indices(batches: list[list[SampleKey]]) -> list[list[int]]:
-    return [[key.index for key in batch] for batch in batches]
+    return [[key.dataset_index for key in batch] for batch in batches]
 
 
 def test_batches_share_one_group_and_carry_the_epoch() -> None:
@@ -18,9 +18,9 @@ def test_batches_share_one_group_and_carry_the_epoch() -> None:
     assert len(batches) == len(sampler) == sampler.batches_per_epoch == 3 + 5  # ceil(10/4) + ceil(17/4)
     for batch in batches:
         assert len(batch) == 4
-        assert len({groups[key.index] for key in batch}) == 1
+        assert len({groups[key.dataset_index] for key in batch}) == 1
         assert all(key.epoch == 2 for key in batch)
-    assert {key.index for batch in batches for key in batch} == set(range(len(groups)))
+    assert {key.dataset_index for batch in batches for key in batch} == set(range(len(groups)))
 
 
 def test_shards_are_disjoint_equal_and_cover_everything() -> None:
@@ -42,7 +42,7 @@ def test_uneven_sizes_still_give_equal_lengths() -> None:
         ]
         lengths = {len(list(sampler)) for sampler in samplers}
         assert lengths == {expected} and all(sampler.batches_per_epoch == expected for sampler in samplers)
-        covered = {key.index for sampler in samplers for batch in sampler for key in batch}
+        covered = {key.dataset_index for sampler in samplers for batch in sampler for key in batch}
         assert covered == set(range(19))
 
 

@@ -35,9 +35,12 @@ from torch.utils.data import Sampler
 
 
 class SampleKey(NamedTuple):
-    """A dataset index together with the epoch whose random draws it must use."""
+    """A dataset index together with the epoch whose random draws it must use.
 
-    index: int
+    (``dataset_index`` rather than ``index``: a NamedTuple field may not shadow ``tuple.index``.)
+    """
+
+    dataset_index: int
     epoch: int
 
 

@@ -250,11 +250,12 @@ def prepare_image_for_inference(
         ready for :func:`ladet.data.collate.collate`.
     """
     if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
         try:
-            with Image.open(image) as opened:
+            with Image.open(path) as opened:
                 image = opened.convert("RGB")
         except (OSError, ValueError) as error:
-            raise ValueError(f"cannot read image file {os.fspath(image)}: {error}") from error
+            raise ValueError(f"cannot read image file {path}: {error}") from error
     tensor = image_to_tensor(image)
     item = DetectionTransform.for_evaluation(data_config)(tensor, torch.zeros((0, 4)))
     item["labels"] = torch.zeros((0,), dtype=torch.long)
