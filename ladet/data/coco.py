@@ -215,7 +215,9 @@ class CocoDetection(Dataset):
         transform: applied as ``transform(image [3,H,W], boxes [G,4], generator)``; defaults to
             the test transform of the default data config (1333 x 800, no flip).
         skip_unreadable: if True, a missing or corrupt image is skipped (the next readable item is
-            returned, counted in ``statistics.unreadable_images``); if False it raises ValueError.
+            returned, the index recorded in ``statistics.unreadable_images`` and a warning logged
+            with the running count); if False it raises ValueError naming the file. With DataLoader
+            workers each worker holds its own copy of ``statistics``: the warnings are the report.
         min_image_side: training images whose shorter side is below this are dropped.
         seed: base seed of the per-sample random generators.
 
