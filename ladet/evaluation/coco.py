@@ -50,16 +50,19 @@ def _silent(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
-def detections_to_coco_results(
+def detections_to_coco_array(
     image_id: int, detections: Detections, label_to_category_id: Sequence[int]
-) -> list[dict[str, Any]]:
-    """Converts one image's detections to COCO result records.
+) -> np.ndarray:
+    """Converts one image's detections to rows (image_id, x, y, w, h, score, category_id).
 
-    bbox = [x1, y1, x2 - x1, y2 - y1] computed in float64 from the float32 boxes (no rounding), so
-    writing these records to JSON and reading them back gives exactly the same numbers.
+    w = x2 - x1 and h = y2 - y1 are computed in float64 from the float32 boxes (no rounding), so
+    writing the records to JSON and reading them back gives exactly the same numbers.
 
     Args:
         detections: boxes [D, 4], scores [D], labels [D] (contiguous labels), original frame.
+
+    Returns:
+        [D, 7] float64.
     """
     boxes = detections.boxes.detach().to("cpu", torch.float64).numpy().reshape(-1, 4)  # [D, 4]
     scores = detections.scores.detach().to("cpu", torch.float64).numpy().reshape(-1)  # [D]
@@ -70,29 +73,34 @@ def detections_to_coco_results(
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= len(label_to_category_id)):
         raise ValueError(
-            f"image {image_id}: label outside 0..{len(label_to_category_id) - 1}: "
-            f"{labels.min()}..{labels.max()}"
+            f"image {image_id}: label outside 0..{len(label_to_category_id) - 1}: {labels.min()}..{labels.max()}"
         )
-    category_ids = np.asarray(label_to_category_id, dtype=np.int64)[labels]
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
+    rows = np.empty((len(labels), 7), dtype=np.float64)  # [D, 7]
+    rows[:, 0] = image_id
+    rows[:, 1:3] = boxes[:, :2]
+    rows[:, 3:5] = boxes[:, 2:] - boxes[:, :2]
+    rows[:, 5] = scores
+    rows[:, 6] = np.asarray(label_to_category_id, dtype=np.int64)[labels]
+    return rows
+
+
+def coco_array_to_results(rows: np.ndarray) -> list[dict[str, Any]]:
+    """[D, 7] rows of :func:`detections_to_coco_array` -> COCO result records (JSON-ready)."""
+    image_ids = rows[:, 0].astype(np.int64).tolist()
+    category_ids = rows[:, 6].astype(np.int64).tolist()
+    boxes = rows[:, 1:5].tolist()
+    scores = rows[:, 5].tolist()
     return [
-        {
-            "image_id": int(image_id),
-            "category_id": int(category_id),
-            "bbox": [float(x1), float(y1), float(width), float(height)],
-            "score": float(score),
-        }
-        for x1, y1, width, height, score, category_id in zip(
-            boxes[:, 0].tolist(),
-            boxes[:, 1].tolist(),
-            widths.tolist(),
-            heights.tolist(),
-            scores.tolist(),
-            category_ids.tolist(),
-            strict=True,
-        )
+        {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
+        for image_id, category_id, box, score in zip(image_ids, category_ids, boxes, scores, strict=True)
     ]
+
+
+def detections_to_coco_results(
+    image_id: int, detections: Detections, label_to_category_id: Sequence[int]
+) -> list[dict[str, Any]]:
+    """One image's detections as COCO result records {"image_id", "category_id", "bbox" (xywh), "score"}."""
+    return coco_array_to_results(detections_to_coco_array(image_id, detections, label_to_category_id))
 
 
 class CocoEvaluator:
@@ -129,11 +137,24 @@ class CocoEvaluator:
             )
         self.class_names = list(class_names)
         self.image_ids: list[int] = []
-        self.results: list[dict[str, Any]] = []
+        self._chunks: list[np.ndarray] = []  # [D_i, 7] rows per added image
 
     def reset(self) -> None:
         self.image_ids = []
-        self.results = []
+        self._chunks = []
+
+    def result_rows(self) -> np.ndarray:
+        """Every accumulated detection as [D, 7] rows (image_id, x, y, w, h, score, category_id)."""
+        if not self._chunks:
+            return np.zeros((0, 7), dtype=np.float64)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks, axis=0)]
+        return self._chunks[0]
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """Every accumulated detection as COCO result records."""
+        return coco_array_to_results(self.result_rows())
 
     def add(self, image_ids: Sequence[int], detections: Sequence[Detections]) -> None:
         """Records the detections (original frame) of the given images (one entry per image)."""
@@ -141,8 +162,8 @@ class CocoEvaluator:
             raise ValueError(f"{len(image_ids)} image ids for {len(detections)} detection sets")
         for image_id, image_detections in zip(image_ids, detections, strict=True):
             self.image_ids.append(int(image_id))
-            self.results.extend(
-                detections_to_coco_results(int(image_id), image_detections, self.label_to_category_id)
+            self._chunks.append(
+                detections_to_coco_array(int(image_id), image_detections, self.label_to_category_id)
             )
 
     def gather(self) -> None:
@@ -157,16 +178,16 @@ class CocoEvaluator:
         if world_size == 1:
             return
         gathered: list[Any] = [None] * world_size
-        distributed.all_gather_object(gathered, (self.image_ids, self.results))
+        distributed.all_gather_object(gathered, (self.image_ids, self.result_rows()))
         image_ids: list[int] = []
-        results: list[dict[str, Any]] = []
+        chunks: list[np.ndarray] = []
         seen: set[int] = set()
-        for rank_image_ids, rank_results in gathered:
-            new_ids = {image_id for image_id in rank_image_ids if image_id not in seen}
-            image_ids.extend(image_id for image_id in rank_image_ids if image_id in new_ids)
-            results.extend(result for result in rank_results if result["image_id"] in new_ids)
-            seen |= new_ids
-        self.image_ids, self.results = image_ids, results
+        for rank_image_ids, rank_rows in gathered:
+            new_ids = sorted({image_id for image_id in rank_image_ids if image_id not in seen})
+            image_ids.extend(image_id for image_id in rank_image_ids if image_id not in seen)
+            chunks.append(rank_rows[np.isin(rank_rows[:, 0].astype(np.int64), new_ids)])
+            seen.update(new_ids)
+        self.image_ids, self._chunks = image_ids, chunks
 
     def write_results_json(self, path: str | os.PathLike[str]) -> None:
         """Writes the accumulated results in the COCO results format (a JSON list)."""
@@ -192,9 +213,8 @@ class CocoEvaluator:
         unknown = set(image_ids) - set(self.ground_truth.getImgIds())
         if unknown:
             raise ValueError(f"image ids {sorted(unknown)[:10]} are not in the ground-truth annotations")
-        # loadRes adds keys (id, area, iscrowd, segmentation) to each record it gets and never
-        # changes the existing ones: a shallow copy per record keeps ours untouched.
-        detections = self.ground_truth.loadRes([dict(record) for record in self.results])
+        # Fresh records: loadRes adds keys (id, area, iscrowd, segmentation) to the ones it gets.
+        detections = self.ground_truth.loadRes(self.results)
         evaluation = COCOeval_faster(self.ground_truth, detections, "bbox", print_function=_silent)
         evaluation.params.imgIds = image_ids
         with contextlib.redirect_stdout(io.StringIO()):
