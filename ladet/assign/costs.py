@@ -18,7 +18,7 @@ from ladet.boxes import aligned_giou
 from ladet.losses.focal import focal_loss
 from ladet.models.outputs import HeadOutputs
 
-__all__ = ["anchor_costs", "BoxDecoder"]
+__all__ = ["anchor_costs", "summed_focal_cost", "BoxDecoder"]
 
 
 class BoxDecoder(Protocol):
@@ -29,6 +29,51 @@ class BoxDecoder(Protocol):
 
 class _HasAnchors(Protocol):
     anchors: Tensor
+
+
+def summed_focal_cost(
+    class_scores: Tensor,
+    labels: Tensor,
+    scores_are_probabilities: bool,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> Tensor:
+    """sum_c FL(score_c, onehot(label)_c) per row, without building the one-hot target.
+
+    Written as (sum over all classes of the target-0 term) + (target-1 term - target-0 term) at the
+    label, so the [P, C] work is one fused pass (exp, log, power, product, sum) instead of the ~15
+    passes of the element-wise focal loss; the label column goes through
+    :func:`ladet.losses.focal.focal_loss` itself. Target-0 term: (1 - alpha) * p^gamma * (-log(1 - p)),
+    with -log(1 - sigmoid(z)) = softplus(z) for logits and the log clamped at -100 for
+    probabilities (``F.binary_cross_entropy``). Matches ``focal_loss(...).sum(-1)`` to float rounding.
+
+    Args:
+        class_scores: [P, C] fp32 logits or probabilities.
+        labels: [P] long class of each row (0..C-1).
+        scores_are_probabilities: selects the probability form (IOP / COP heads).
+
+    Returns:
+        [P] fp32.
+    """
+    negative_weight = (1.0 - alpha) if alpha >= 0 else 1.0
+    if scores_are_probabilities:
+        probability = class_scores.clamp(0.0, 1.0)
+        negative_log = torch.log1p(-probability).clamp_(min=-100.0).neg_()  # [P, C]
+        powered = probability.pow(gamma)
+    else:
+        # softplus(z) = log(1 + e^z); exp is clamped at z = 30 and the excess added back linearly.
+        exponential = class_scores.clamp(max=30.0).exp_()  # [P, C]
+        denominator = exponential + 1.0
+        powered = exponential.div_(denominator)  # sigmoid(z)
+        negative_log = denominator.log_().add_((class_scores - 30.0).clamp_(min=0.0))
+        powered = powered.square_() if gamma == 2.0 else powered.pow_(gamma)
+    background_sum = powered.mul_(negative_log).sum(dim=1).mul_(negative_weight)  # [P]
+    label_scores = class_scores.gather(1, labels[:, None])  # [P, 1]
+    positive = focal_loss(label_scores, torch.ones_like(label_scores), scores_are_probabilities, alpha, gamma)
+    negative = focal_loss(
+        label_scores, torch.zeros_like(label_scores), scores_are_probabilities, alpha, gamma
+    )
+    return background_sum + (positive - negative)[:, 0]
 
 
 @torch.no_grad()
@@ -56,18 +101,14 @@ def anchor_costs(
     Returns:
         [P] fp32 costs, ordered like the pre-positives.
     """
-    class_scores = outputs.class_scores[pre.image_index, pre.anchor_index].float()  # [P, C]
-    deltas = outputs.box_deltas[pre.image_index, pre.anchor_index].float()  # [P, 4]
-    targets = torch.zeros_like(class_scores)  # [P, C]
-    targets.scatter_(1, pre.labels[:, None], 1.0)
-    classification = focal_loss(
-        class_scores,
-        targets,
-        outputs.class_scores_are_probabilities,
-        alpha=focal_alpha,
-        gamma=focal_gamma,
-    ).sum(dim=1)  # [P]
-    anchors = grid.anchors[pre.anchor_index].float()  # [P, 4]
+    batch_size, num_anchors, num_classes = outputs.class_scores.shape
+    flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
+    class_scores = outputs.class_scores.reshape(-1, num_classes).index_select(0, flat).float()  # [P, C]
+    deltas = outputs.box_deltas.reshape(-1, 4).index_select(0, flat).float()  # [P, 4]
+    classification = summed_focal_cost(
+        class_scores, pre.labels, outputs.class_scores_are_probabilities, focal_alpha, focal_gamma
+    )  # [P]
+    anchors = grid.anchors.index_select(0, pre.anchor_index).float()  # [P, 4]
     decoded = box_coder.decode(anchors, deltas)  # [P, 4]
     giou = aligned_giou(decoded, pre.box_targets.float())  # [P]
     return classification + box_weight * (1.0 - giou)

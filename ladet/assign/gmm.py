@@ -61,6 +61,73 @@ def _weighted_log_prob(values: Tensor, means: Tensor, variances: Tensor, log_wei
     return (squared + (_LOG_TWO_PI + variances.log())).mul_(-0.5).add_(log_weights)
 
 
+@dataclass
+class _EMState:
+    """Parameters and bookkeeping of the rows being iterated ([R, 2, 1] / [R])."""
+
+    means: Tensor
+    variances: Tensor
+    log_weights: Tensor
+    previous_bound: Tensor
+    active: Tensor
+    num_iterations: Tensor
+    converged: Tensor
+
+    def select(self, keep: Tensor) -> _EMState:
+        return _EMState(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
+
+    def write_back(
+        self,
+        rows: Tensor,
+        means: Tensor,
+        variances: Tensor,
+        log_weights: Tensor,
+        num_iterations: Tensor,
+        converged: Tensor,
+    ) -> None:
+        means.index_copy_(0, rows, self.means)
+        variances.index_copy_(0, rows, self.variances)
+        log_weights.index_copy_(0, rows, self.log_weights)
+        num_iterations.index_copy_(0, rows, self.num_iterations)
+        converged.index_copy_(0, rows, self.converged)
+
+
+def _em_iteration(
+    state: _EMState,
+    samples: Tensor,
+    weights_mask: Tensor,
+    inverse_count: Tensor,
+    tolerance: float,
+    reg_covar: float,
+) -> None:
+    """One sklearn EM iteration on the working rows, in place; stopped rows keep their parameters.
+
+    Args:
+        samples: [R, 1, K] float64 (0 on masked entries); weights_mask: [R, 1, K] 1.0 / 0.0;
+        inverse_count: [R] 1 / number of valid entries.
+    """
+    # E-step with the current parameters; its mean log-likelihood is the convergence bound.
+    weighted = _weighted_log_prob(samples, state.means, state.variances, state.log_weights)  # [R, 2, K]
+    normaliser = torch.logaddexp(weighted[:, 0], weighted[:, 1])  # [R, K]
+    bound = (normaliser * weights_mask[:, 0]).sum(dim=1) * inverse_count  # [R]
+    responsibilities = weighted.sub_(normaliser[:, None]).exp_().mul_(weights_mask)  # [R, 2, K]
+    # M-step (centred variance).
+    component_mass = responsibilities.sum(dim=2, keepdim=True) + 10.0 * _FLOAT64_EPS  # [R, 2, 1]
+    new_means = (responsibilities * samples).sum(dim=2, keepdim=True) / component_mass
+    spread = (samples - new_means).square_().mul_(responsibilities).sum(dim=2, keepdim=True)
+    new_variances = spread / component_mass + reg_covar
+    new_log_weights = (component_mass / component_mass.sum(dim=1, keepdim=True)).log_()
+    update = state.active[:, None, None]
+    state.means = torch.where(update, new_means, state.means)
+    state.variances = torch.where(update, new_variances, state.variances)
+    state.log_weights = torch.where(update, new_log_weights, state.log_weights)
+    state.num_iterations += state.active
+    just_converged = state.active & ((bound - state.previous_bound).abs() < tolerance)
+    state.converged |= just_converged
+    state.previous_bound = torch.where(state.active, bound, state.previous_bound)
+    state.active &= ~just_converged
+
+
 def fit_two_component_gmm(
     values: Tensor,
     mask: Tensor,
@@ -114,41 +181,39 @@ def fit_two_component_gmm(
     means = torch.stack([row_min, row_max], dim=1)[:, :, None]  # [G, 2, 1]
     variances = torch.ones_like(means)  # [G, 2, 1]
     log_weights = torch.full_like(means, math.log(0.5))  # [G, 2, 1]
-    previous_bound = torch.full((num_rows,), -float("inf"), dtype=torch.float64, device=device)
-    active = has_values.clone()  # [G]
     num_iterations = torch.zeros(num_rows, dtype=torch.long, device=device)
     converged = torch.zeros(num_rows, dtype=torch.bool, device=device)
+    samples_all = clean[:, None, :]  # [G, 1, K]
+    mask_all = mask64[:, None, :]  # [G, 1, K]
 
-    samples = clean[:, None, :]  # [G, 1, K]
-    weights_mask = mask64[:, None, :]  # [G, 1, K]
+    # Working set: the rows still iterating (compacted when at least half of them have stopped).
+    rows = torch.arange(num_rows, device=device)  # [R] indices into the full batch
+    state = _EMState(
+        means=means.clone(),
+        variances=variances.clone(),
+        log_weights=log_weights.clone(),
+        previous_bound=torch.full((num_rows,), -float("inf"), dtype=torch.float64, device=device),
+        active=has_values.clone(),
+        num_iterations=num_iterations.clone(),
+        converged=converged.clone(),
+    )
+    samples, weights_mask, inverse_count = samples_all, mask_all, 1.0 / safe_count
     for iteration in range(max_iterations):
-        if iteration % check_every == 0 and not bool(active.any()):
-            break
-        # E-step with the current parameters.
-        weighted = _weighted_log_prob(samples, means, variances, log_weights)  # [G, 2, K]
-        normaliser = torch.logsumexp(weighted, dim=1, keepdim=True)  # [G, 1, K]
-        bound = (normaliser[:, 0] * mask64).sum(dim=1) / safe_count  # [G]
-        responsibilities = (weighted - normaliser).exp_().mul_(weights_mask)  # [G, 2, K]
-        # M-step.
-        component_mass = responsibilities.sum(dim=2, keepdim=True) + 10.0 * _FLOAT64_EPS  # [G, 2, 1]
-        new_means = (responsibilities * samples).sum(dim=2, keepdim=True) / component_mass
-        new_variances = (responsibilities * (samples - new_means).square()).sum(
-            dim=2, keepdim=True
-        ) / component_mass + reg_covar
-        new_log_weights = (component_mass / component_mass.sum(dim=1, keepdim=True)).log()
-        # Only active rows move; a row that converges keeps this M-step (sklearn semantics).
-        update = active[:, None, None]
-        means = torch.where(update, new_means, means)
-        variances = torch.where(update, new_variances, variances)
-        log_weights = torch.where(update, new_log_weights, log_weights)
-        num_iterations += active.long()
-        just_converged = active & ((bound - previous_bound).abs() < tolerance)
-        converged |= just_converged
-        previous_bound = torch.where(active, bound, previous_bound)
-        active = active & ~just_converged
+        if iteration % check_every == 0:
+            num_active = int(state.active.sum())  # host sync, once per check_every iterations
+            if num_active == 0:
+                break
+            if num_active <= rows.shape[0] // 2:
+                state.write_back(rows, means, variances, log_weights, num_iterations, converged)
+                keep = torch.nonzero(state.active).flatten()
+                rows, state = rows[keep], state.select(keep)
+                samples, weights_mask, inverse_count = samples[keep], weights_mask[keep], inverse_count[keep]
+        _em_iteration(state, samples, weights_mask, inverse_count, tolerance, reg_covar)
+    state.write_back(rows, means, variances, log_weights, num_iterations, converged)
 
+    samples = samples_all
     weighted = _weighted_log_prob(samples, means, variances, log_weights)  # [G, 2, K]
-    log_density = torch.logsumexp(weighted, dim=1)  # [G, K]
+    log_density = torch.logaddexp(weighted[:, 0], weighted[:, 1])  # [G, K]
     component = (weighted[:, 1] > weighted[:, 0]).long()  # [G, K], ties -> 0
     component = torch.where(mask, component, torch.zeros_like(component))
     log_density = torch.where(mask, log_density, torch.full_like(log_density, -float("inf")))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["PreAssignment", "pre_assign", "validate_gt_boxes", "padded_pairwise_iou"]
+__all__ = ["PreAssignment", "pre_assign", "validate_gt_boxes", "pair_iou"]
 
 
 @dataclass
@@ -108,27 +108,193 @@ def validate_gt_boxes(gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> None:
                 )
 
 
-def padded_pairwise_iou(anchors: Tensor, padded_gt_boxes: Tensor) -> Tensor:
-    """IoU of every padded GT with every anchor, ``torchvision.ops.box_iou`` maths.
+def pair_iou(anchors: Tensor, gt_boxes: Tensor) -> Tensor:
+    """IoU of broadcast pairs, ``torchvision.ops.box_iou`` maths (no eps: both areas are positive).
+
+    The dense and the sparse paths both call this, so equal pairs give bit-identical IoUs.
 
     Args:
-        anchors: [N, 4].
-        padded_gt_boxes: [B, G, 4] (padding rows may hold anything finite).
+        anchors: [..., 4].
+        gt_boxes: [..., 4], broadcastable against ``anchors``.
 
     Returns:
-        [B, G, N] IoU.
+        [...] IoU.
     """
-    anchors = anchors.float()
-    gts = padded_gt_boxes.float()
-    anchor_area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])  # [N]
-    gt_area = (gts[..., 2] - gts[..., 0]) * (gts[..., 3] - gts[..., 1])  # [B, G]
-    left = torch.maximum(gts[..., 0, None], anchors[:, 0])  # [B, G, N]
-    top = torch.maximum(gts[..., 1, None], anchors[:, 1])
-    right = torch.minimum(gts[..., 2, None], anchors[:, 2])
-    bottom = torch.minimum(gts[..., 3, None], anchors[:, 3])
-    overlap = (right - left).clamp_(min=0) * (bottom - top).clamp_(min=0)  # [B, G, N]
-    union = gt_area[..., None] + anchor_area - overlap
-    return overlap / union
+    anchor_area = (anchors[..., 2] - anchors[..., 0]) * (anchors[..., 3] - anchors[..., 1])
+    gt_area = (gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1])
+    width = (
+        torch.minimum(gt_boxes[..., 2], anchors[..., 2]) - torch.maximum(gt_boxes[..., 0], anchors[..., 0])
+    ).clamp_(min=0)
+    height = (
+        torch.minimum(gt_boxes[..., 3], anchors[..., 3]) - torch.maximum(gt_boxes[..., 1], anchors[..., 1])
+    ).clamp_(min=0)
+    overlap = width * height
+    return overlap / (gt_area + anchor_area - overlap)
+
+
+def _dense_assign(
+    anchors: Tensor, valid_mask: Tensor, padded_boxes: Tensor, gt_present: Tensor, iou_threshold: float
+) -> Tensor:
+    """MaxIoU on the full [B, G_max, N] IoU tensor -> [B, N] local GT index or -1."""
+    max_gts = padded_boxes.shape[1]
+    iou = pair_iou(anchors[None, None, :, :], padded_boxes[:, :, None, :])  # [B, G, N]
+    # Padding GTs and invalid anchors must never win: push them below every real IoU (>= 0).
+    iou.masked_fill_(~gt_present[:, :, None], -1.0)
+    iou.masked_fill_(~valid_mask[:, None, :], -2.0)
+    max_iou, argmax_gt = iou.max(dim=1)  # [B, N], first GT on ties
+    assigned = torch.where(max_iou >= iou_threshold, argmax_gt, torch.full_like(argmax_gt, -1))
+    best_per_gt = iou.amax(dim=2, keepdim=True)  # [B, G, 1]
+    best_per_gt.masked_fill_(~gt_present[:, :, None], 2.0)  # padding GTs claim nothing
+    claims = (iou == best_per_gt) & valid_mask[:, None, :]  # [B, G, N]
+    gt_numbers = torch.arange(max_gts, device=anchors.device, dtype=torch.long)[None, :, None]
+    winner = torch.where(claims, gt_numbers, torch.full_like(gt_numbers, -1)).amax(dim=1)  # [B, N]
+    assigned = torch.where(winner >= 0, winner, assigned)
+    return torch.where(valid_mask, assigned, torch.full_like(assigned, -1))
+
+
+def _sparse_assign(
+    anchors: Tensor,
+    valid_mask: Tensor,
+    boxes: Tensor,
+    gt_image: Tensor,
+    gt_local: Tensor,
+    iou_threshold: float,
+    level_sizes: list[tuple[int, int]],
+    strides: list[int],
+    minimum_iou: Tensor,
+) -> Tensor | None:
+    """Same answer as :func:`_dense_assign`, computing IoUs only inside each GT's window of anchors.
+
+    The anchors of level l form a regular grid (stride s_l, constant size), so the anchors that
+    can reach IoU >= ``minimum_iou`` with a GT lie in an index rectangle (empty on levels whose
+    anchor area is too different from the GT's); pairs (GT, anchor) are enumerated as a ragged
+    list (no loop over GTs). Anchors outside every window have IoU < ``minimum_iou`` with every GT,
+    which cannot matter as long as every GT's best IoU reaches ``minimum_iou`` (<= threshold): then
+    neither the threshold step nor the low-quality claims can involve them. Returns None otherwise
+    (the caller retries with a smaller ``minimum_iou`` or falls back to the dense path).
+
+    Necessary condition used for the window: IoU >= t needs overlap >= t * max(area_a, area_g), so
+    the x-overlap must be >= t * max(area_a, area_g) / min(h_a, h_g) (and likewise for y).
+
+    Args:
+        boxes: [G_total, 4] all GTs of the batch; gt_image, gt_local: [G_total] long.
+        minimum_iou: [G_total] the IoU each GT's window must cover (<= the threshold).
+    """
+    device = anchors.device
+    batch_size, num_anchors = valid_mask.shape
+    num_gts = boxes.shape[0]
+    num_levels = len(level_sizes)
+    counts = [height * width for height, width in level_sizes]
+    offsets_list = [sum(counts[:level]) for level in range(num_levels)]
+    offsets = torch.tensor(offsets_list, device=device)  # [L]
+    first = anchors[offsets].double()  # [L, 4] anchor (0, 0) of every level
+    centre_x = (first[:, 0] + first[:, 2]) / 2
+    centre_y = (first[:, 1] + first[:, 3]) / 2
+    half_width = (first[:, 2] - first[:, 0]) / 2
+    half_height = (first[:, 3] - first[:, 1]) / 2
+    stride = torch.tensor(strides, device=device, dtype=torch.float64)  # [L]
+    heights = torch.tensor([size[0] for size in level_sizes], device=device)
+    widths = torch.tensor([size[1] for size in level_sizes], device=device)
+
+    gts = boxes.double()[:, None, :]  # [G, 1, 4]
+    gt_width = gts[..., 2] - gts[..., 0]  # [G, 1]
+    gt_height = gts[..., 3] - gts[..., 1]
+    # Smallest x- and y-overlap compatible with IoU >= minimum_iou (slightly relaxed for rounding).
+    needed_area = (minimum_iou.double()[:, None] * 0.999) * torch.maximum(
+        gt_width * gt_height, 4 * half_width * half_height
+    )  # [G, L]
+    overlap_x = needed_area / torch.minimum(gt_height, 2 * half_height)
+    overlap_y = needed_area / torch.minimum(gt_width, 2 * half_width)
+    possible = (overlap_x <= torch.minimum(gt_width, 2 * half_width)) & (
+        overlap_y <= torch.minimum(gt_height, 2 * half_height)
+    )  # [G, L]
+    # Index range of those anchors, one cell of slack on both sides.
+    column_min = (torch.floor((gts[..., 0] + overlap_x - half_width - centre_x) / stride).long() - 1).clamp(
+        min=0
+    )
+    column_max = torch.minimum(
+        torch.ceil((gts[..., 2] - overlap_x + half_width - centre_x) / stride).long() + 1, widths - 1
+    )
+    row_min = (torch.floor((gts[..., 1] + overlap_y - half_height - centre_y) / stride).long() - 1).clamp(
+        min=0
+    )
+    row_max = torch.minimum(
+        torch.ceil((gts[..., 3] - overlap_y + half_height - centre_y) / stride).long() + 1, heights - 1
+    )
+    num_columns = (column_max - column_min + 1).clamp(min=0) * possible  # [G, L]
+    num_rows = (row_max - row_min + 1).clamp(min=0)
+    pair_counts = (num_columns * num_rows).flatten()  # [G*L]
+    total = int(pair_counts.sum())  # one host sync: the ragged size
+    window = torch.repeat_interleave(
+        torch.arange(num_gts * num_levels, device=device), pair_counts, output_size=total
+    )
+    # Per-window integers, gathered once per pair: [G*L, 5].
+    window_gt = torch.arange(num_gts, device=device).repeat_interleave(num_levels)  # [G*L]
+    level_of_window = torch.arange(num_levels, device=device).repeat(num_gts)  # [G*L]
+    window_width = widths[level_of_window]
+    window_table = torch.stack(
+        [
+            pair_counts.cumsum(0) - pair_counts,  # first pair of the window
+            num_columns.flatten(),
+            offsets[level_of_window]
+            + row_min.flatten() * window_width
+            + column_min.flatten(),  # first anchor
+            window_width,
+            window_gt,
+        ],
+        dim=1,
+    )
+    per_pair = window_table.index_select(0, window)  # [E, 5]
+    within = torch.arange(total, device=device) - per_pair[:, 0]  # [E]
+    row_in_window = torch.div(within, per_pair[:, 1], rounding_mode="floor")
+    anchor = (
+        per_pair[:, 2] + row_in_window * per_pair[:, 3] + (within - row_in_window * per_pair[:, 1])
+    )  # [E]
+    gt = per_pair[:, 4]  # [E]
+    flat = gt_image.index_select(0, gt) * num_anchors + anchor  # [E] index in the [B*N] batch
+    valid = valid_mask.reshape(-1).index_select(0, flat)  # [E]
+    iou = pair_iou(anchors.index_select(0, anchor), boxes.index_select(0, gt))  # [E]
+    iou = torch.where(valid, iou, torch.full_like(iou, -1.0))
+    max_iou = torch.full((batch_size * num_anchors,), -1.0, device=device).scatter_reduce_(
+        0, flat, iou, reduce="amax"
+    )  # [B*N]
+    no_gt = torch.iinfo(torch.long).max
+    is_max = valid & (iou == max_iou.index_select(0, flat))
+    pair_gt_local = gt_local.index_select(0, gt)
+    argmax_gt = torch.full(
+        (batch_size * num_anchors,), no_gt, device=device, dtype=torch.long
+    ).scatter_reduce_(0, flat, torch.where(is_max, pair_gt_local, torch.full_like(gt, no_gt)), reduce="amin")
+    assigned = torch.where(max_iou >= iou_threshold, argmax_gt, torch.full_like(argmax_gt, -1))
+
+    best_per_gt = torch.full((num_gts,), -1.0, device=device).scatter_reduce_(
+        0, gt, iou, reduce="amax"
+    )  # [G]
+    if bool(((best_per_gt < minimum_iou) | (best_per_gt <= 0)).any()):
+        return None
+    claims = valid & (iou == best_per_gt.index_select(0, gt))
+    winner = torch.full((batch_size * num_anchors,), -1, device=device, dtype=torch.long).scatter_reduce_(
+        0, flat, torch.where(claims, pair_gt_local, torch.full_like(gt, -1)), reduce="amax"
+    )
+    assigned = torch.where(winner >= 0, winner, assigned)
+    return assigned.view(batch_size, num_anchors)
+
+
+def _window_iou(
+    boxes: Tensor, anchors: Tensor, level_sizes: list[tuple[int, int]], iou_threshold: float
+) -> Tensor:
+    """[G] IoU that each GT's anchor window must cover: the threshold, lowered for GTs whose best
+    IoU may stay below it (a GT much smaller or larger than every anchor: its low-quality match
+    is then the anchor at its best IoU). Half the best area ratio over levels is a guess that the
+    caller verifies (the best IoU found must reach it); a wrong guess only costs a retry."""
+    counts = [height * width for height, width in level_sizes]
+    first = torch.tensor([sum(counts[:level]) for level in range(len(counts))], device=anchors.device)
+    level_anchors = anchors.index_select(0, first)  # [L, 4]
+    anchor_area = (level_anchors[:, 2] - level_anchors[:, 0]) * (
+        level_anchors[:, 3] - level_anchors[:, 1]
+    )  # [L]
+    gt_area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None]  # [G, 1]
+    area_ratio = torch.minimum(gt_area, anchor_area) / torch.maximum(gt_area, anchor_area)  # [G, L]
+    return (0.5 * area_ratio.amax(dim=1)).clamp(max=iou_threshold)
 
 
 def pre_assign(
@@ -139,6 +305,8 @@ def pre_assign(
     iou_threshold: float,
     level_index: Tensor,
     num_levels: int | None = None,
+    level_sizes: list[tuple[int, int]] | None = None,
+    strides: list[int] | None = None,
 ) -> PreAssignment:
     """MaxIoU pre-assignment (§1.5 A) of a whole batch.
 
@@ -152,6 +320,10 @@ def pre_assign(
        no valid anchor at all (best IoU 0) claims every valid anchor with IoU 0 with it.
     Images without GT get no pre-positive.
 
+    With ``level_sizes`` and ``strides`` (anchors laid out as an ``AnchorGrid``), IoUs are only
+    computed between each GT and the anchors of its window (fast path); otherwise, or when a GT
+    overlaps no valid anchor, the full [B, G_max, N] IoU tensor is used. Both give the same answer.
+
     Args:
         anchors: [N, 4] anchors of the shared grid.
         valid_mask: [B, N] bool, anchors inside each image's padded shape.
@@ -159,7 +331,9 @@ def pre_assign(
         gt_labels: B tensors [G_i] long.
         iou_threshold: 0.1 for PAA.
         level_index: [N] long, FPN level of each anchor.
-        num_levels: L; defaults to ``level_index.max() + 1``.
+        num_levels: L; defaults to ``len(level_sizes)`` or ``level_index.max() + 1``.
+        level_sizes: (H_l, W_l) of every level (anchors level by level, row-major), optional.
+        strides: stride of every level, optional (needed with ``level_sizes``).
 
     Raises:
         ValueError: a GT box is non-finite or has non-positive width/height (names image and box).
@@ -170,58 +344,66 @@ def pre_assign(
     if len(gt_boxes) != batch_size:
         raise ValueError(f"pre_assign: valid_mask has {batch_size} images but gt_boxes has {len(gt_boxes)}")
     if num_levels is None:
-        num_levels = int(level_index.max()) + 1 if level_index.numel() else 1
+        if level_sizes is not None:
+            num_levels = len(level_sizes)
+        else:
+            num_levels = int(level_index.max()) + 1 if level_index.numel() else 1
+    anchors = anchors.float()
     num_gts_per_image = [int(boxes.shape[0]) for boxes in gt_boxes]
     max_gts = max(num_gts_per_image, default=0)
+    offsets = torch.tensor([0, *num_gts_per_image], dtype=torch.long, device=device).cumsum(0)  # [B+1]
 
     gt_index = torch.full((batch_size, num_anchors), -1, dtype=torch.long, device=device)
     if max_gts > 0:
-        padded_boxes = anchors.new_zeros((batch_size, max_gts, 4), dtype=torch.float32)
-        padded_labels = torch.zeros((batch_size, max_gts), dtype=torch.long, device=device)
-        gt_present = torch.zeros((batch_size, max_gts), dtype=torch.bool, device=device)
-        for image, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels, strict=True)):
-            count = boxes.shape[0]
-            padded_boxes[image, :count] = boxes.to(device=device, dtype=torch.float32)
-            padded_labels[image, :count] = labels.to(device=device, dtype=torch.long)
-            gt_present[image, :count] = True
-        padded_boxes[~gt_present] = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
-
-        iou = padded_pairwise_iou(anchors, padded_boxes)  # [B, G, N]
-        # Padding GTs and invalid anchors must never win: push them below every real IoU (>= 0).
-        iou.masked_fill_(~gt_present[:, :, None], -1.0)
-        iou.masked_fill_(~valid_mask[:, None, :], -2.0)
-
-        max_iou, argmax_gt = iou.max(dim=1)  # [B, N]
-        assigned = torch.where(max_iou >= iou_threshold, argmax_gt, torch.full_like(argmax_gt, -1))
-
-        best_per_gt = iou.max(dim=2, keepdim=True).values  # [B, G, 1]
-        claims = (iou == best_per_gt) & gt_present[:, :, None] & valid_mask[:, None, :]  # [B, G, N]
-        # Last claiming GT = first claim in the GT-reversed order.
-        reversed_first = claims.flip(1).to(torch.uint8).argmax(dim=1)  # [B, N]
-        claimed = claims.any(dim=1)
-        assigned = torch.where(claimed, max_gts - 1 - reversed_first, assigned)
-        assigned = torch.where(valid_mask, assigned, torch.full_like(assigned, -1))
+        boxes = torch.cat(
+            [boxes.to(device=device, dtype=torch.float32) for boxes in gt_boxes]
+        )  # [G_total, 4]
+        labels = torch.cat([labels.to(device=device, dtype=torch.long) for labels in gt_labels])  # [G_total]
+        counts = offsets[1:] - offsets[:-1]
+        gt_image = torch.repeat_interleave(torch.arange(batch_size, device=device), counts)  # [G_total]
+        gt_local = torch.arange(boxes.shape[0], device=device) - offsets[gt_image]
+        assigned: Tensor | None = None
+        if level_sizes is not None and strides is not None:
+            window_iou = _window_iou(boxes, anchors, level_sizes, iou_threshold)  # [G_total]
+            for minimum_iou in (window_iou, torch.zeros_like(window_iou)):
+                assigned = _sparse_assign(
+                    anchors,
+                    valid_mask,
+                    boxes,
+                    gt_image,
+                    gt_local,
+                    iou_threshold,
+                    level_sizes,
+                    strides,
+                    minimum_iou,
+                )
+                if assigned is not None:
+                    break
+        if assigned is None:
+            padded_boxes = anchors.new_zeros((batch_size, max_gts, 4))
+            gt_present = torch.zeros((batch_size, max_gts), dtype=torch.bool, device=device)
+            padded_boxes[gt_image, gt_local] = boxes
+            gt_present[gt_image, gt_local] = True
+            padded_boxes[~gt_present] = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
+            assigned = _dense_assign(anchors, valid_mask, padded_boxes, gt_present, iou_threshold)
         gt_index = assigned
+    else:
+        boxes = anchors.new_zeros((0, 4))
+        labels = torch.zeros(0, dtype=torch.long, device=device)
 
     image_index, anchor_index = torch.nonzero(gt_index >= 0, as_tuple=True)  # ordered by (image, anchor)
-    gt_local = gt_index[image_index, anchor_index]
-    offsets = torch.tensor([0, *num_gts_per_image], dtype=torch.long, device=device).cumsum(0)[:-1]  # [B]
-    gt_global = offsets[image_index] + gt_local
-    if max_gts > 0:
-        labels = padded_labels[image_index, gt_local]
-        box_targets = padded_boxes[image_index, gt_local]
-    else:
-        labels = torch.zeros(0, dtype=torch.long, device=device)
-        box_targets = torch.zeros((0, 4), dtype=torch.float32, device=device)
+    flat_pre = image_index * num_anchors + anchor_index  # [P]
+    gt_local_of_pre = gt_index.reshape(-1).index_select(0, flat_pre)
+    gt_global = offsets.index_select(0, image_index) + gt_local_of_pre
     return PreAssignment(
         gt_index=gt_index,
         image_index=image_index,
         anchor_index=anchor_index,
-        gt_local=gt_local,
+        gt_local=gt_local_of_pre,
         gt_global=gt_global,
-        level=level_index.to(device)[anchor_index],
-        labels=labels,
-        box_targets=box_targets,
+        level=level_index.to(device).index_select(0, anchor_index),
+        labels=labels.index_select(0, gt_global),
+        box_targets=boxes.index_select(0, gt_global),
         num_gts_per_image=num_gts_per_image,
         num_levels=num_levels,
     )

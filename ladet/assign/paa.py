@@ -223,6 +223,8 @@ class PAAAssigner:
             self.config.pre_assign_iou_threshold,
             grid.level_index,
             num_levels=len(grid.num_per_level),
+            level_sizes=grid.level_sizes,
+            strides=grid.strides,
         )
 
     def costs(self, outputs: HeadOutputs, grid: AnchorGrid, pre: PreAssignment) -> Tensor:

@@ -1,0 +1,126 @@
+"""Benchmark: batched PAA assignment (ladet) vs a per-GT scikit-learn loop (the reference way).
+
+Two images of 800x1333 (padded 800x1344, 22 400 anchors each), C = 80, random head outputs and
+random GT boxes (fixed seeds), one CPU thread. Both sides time pre-assignment + costs + selection
+on the same inputs (the reference side uses the same vectorised pre-assignment and costs, as mmdet
+does, and then loops over GTs with sklearn). Prints one line per GT count::
+
+    gts=20 ladet_s=0.0041 reference_s=0.0930 speedup=22.7 agree=0.998
+
+``agree`` = fraction of GTs whose positive sets are identical.
+
+Run: ``.venv/bin/python benchmarks/assign.py [--repeats 5] [--gts 5 20 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference_paa import reference_positive_sets  # noqa: E402
+
+from ladet.assign.paa import PAAAssigner, build_candidate_rows  # noqa: E402
+from ladet.config.schema import AssignerConfig  # noqa: E402
+from ladet.models.anchors import AnchorGenerator  # noqa: E402
+from ladet.models.box_coder import DeltaBoxCoder  # noqa: E402
+from ladet.models.outputs import HeadOutputs  # noqa: E402
+
+NUM_CLASSES = 80
+IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1333
+PADDED_HEIGHT, PADDED_WIDTH = 800, 1344
+STRIDES = (8, 16, 32, 64, 128)
+
+
+def make_inputs(num_gts: int, seed: int, batch_size: int = 2):
+    """Random GTs and head outputs for ``batch_size`` images of 800x1333."""
+    generator = torch.Generator().manual_seed(seed)
+    level_sizes = [(-(-PADDED_HEIGHT // stride), -(-PADDED_WIDTH // stride)) for stride in STRIDES]
+    anchor_generator = AnchorGenerator(STRIDES, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    padded_sizes = torch.tensor([[PADDED_HEIGHT, PADDED_WIDTH]] * batch_size)
+    valid_mask = anchor_generator.valid_mask(grid, padded_sizes)
+    gt_boxes, gt_labels = [], []
+    for _ in range(batch_size):
+        sizes = torch.exp(torch.empty(num_gts, 2).uniform_(3.0, 6.0, generator=generator))  # 20..400 px
+        centres = torch.rand(num_gts, 2, generator=generator) * torch.tensor([IMAGE_WIDTH, IMAGE_HEIGHT])
+        boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], dim=1)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, IMAGE_WIDTH)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, IMAGE_HEIGHT)
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 4.0)
+        gt_boxes.append(boxes)
+        gt_labels.append(torch.randint(0, NUM_CLASSES, (num_gts,), generator=generator))
+    num_anchors = grid.num_anchors
+    outputs = HeadOutputs(
+        class_scores=torch.randn(batch_size, num_anchors, NUM_CLASSES, generator=generator) - 4.0,
+        box_deltas=torch.randn(batch_size, num_anchors, 4, generator=generator) * 0.5,
+        iou_logits=None,
+        level_sizes=level_sizes,
+    )
+    return outputs, grid, valid_mask, gt_boxes, gt_labels
+
+
+def median_time(function, repeats: int) -> float:
+    function()  # warm-up
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def run(num_gts: int, repeats: int, seed: int = 0) -> str:
+    outputs, grid, valid_mask, gt_boxes, gt_labels = make_inputs(num_gts, seed)
+    assigner = PAAAssigner(AssignerConfig(), NUM_CLASSES, DeltaBoxCoder())
+
+    def ladet_assign() -> torch.Tensor:
+        pre = assigner.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
+        costs = assigner.costs(outputs, grid, pre)
+        return assigner.select_positives(costs, pre)
+
+    def reference_assign() -> list:
+        pre = assigner.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
+        costs = assigner.costs(outputs, grid, pre)
+        return reference_positive_sets(costs, pre)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ladet_seconds = median_time(ladet_assign, repeats)
+        reference_seconds = median_time(reference_assign, max(1, repeats // 2))
+        pre = assigner.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
+        costs = assigner.costs(outputs, grid, pre)
+        positive = assigner.select_positives(costs, pre)
+        reference_sets = reference_positive_sets(costs, pre)
+    rows = build_candidate_rows(costs, pre)
+    agreeing = 0
+    for gt, expected in enumerate(reference_sets):
+        candidates = rows.pre_index[gt][rows.mask[gt]]
+        ours = {int(index) for index in candidates[positive[candidates]]}
+        agreeing += int(expected is not None and ours == expected)
+    agree = agreeing / max(1, len(reference_sets))
+    return (
+        f"gts={num_gts} ladet_s={ladet_seconds:.4f} reference_s={reference_seconds:.4f} "
+        f"speedup={reference_seconds / ladet_seconds:.1f} agree={agree:.3f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gts", type=int, nargs="+", default=[5, 20, 50], help="GTs per image")
+    parser.add_argument("--repeats", type=int, default=7)
+    arguments = parser.parse_args()
+    torch.set_num_threads(1)
+    for num_gts in arguments.gts:
+        print(run(num_gts, arguments.repeats), flush=True)
+
+
+if __name__ == "__main__":
+    main()
