@@ -61,3 +61,39 @@ def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_on
     train_records = [r for r in read_log(tmp_path / "log.jsonl") if r["type"] == "train"]
     assert len(train_records) == 6, "only rank 0 writes the log"
     assert train_records[-1]["lr"] == pytest.approx(0.01 * 4 / 16 * 0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_torchrun_module_entry_point_trains_the_real_pipeline_on_two_processes(tmp_path: Path) -> None:
+    """`torchrun -m ladet train`: 4 images / (2 per GPU × 2 ranks) = 1 step per epoch; the 2 val
+    images are split over the ranks and evaluated exactly once."""
+    from cli_pipeline import write_tiny_config
+
+    from ladet.data import make_builtin_dataset
+
+    make_builtin_dataset(tmp_path / "data", seed=0, num_train=4, num_val=2, image_size=(96, 128))
+    config = write_tiny_config(tmp_path, tmp_path / "data")
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environment.pop(name, None)
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}", "-m", "ladet", "train", str(config), "--work-dir", str(tmp_path / "run"),
+            "--deterministic", "train.eval_interval=0",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    checkpoint = load_checkpoint(tmp_path / "run" / "latest.pth")
+    assert checkpoint["iteration"] == 2 and checkpoint["epoch"] == 2
+    report = json.loads((tmp_path / "run" / "metrics_epoch_2.json").read_text())
+    assert report["metrics"]["num_images"] == 2 and report["metrics"]["num_duplicate_images"] == 0
+    assert not (tmp_path / "run" / "metrics_epoch_1.json").exists()  # eval_interval 0: only at the end
+    train_records = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["type"] == "train"]
+    assert len(train_records) == 2
+    assert train_records[-1]["lr"] == pytest.approx(0.01 * 4 / 16 * 0.1 * (1 - 0.5 * 0.999))
