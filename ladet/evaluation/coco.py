@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -213,8 +214,7 @@ class CocoEvaluator:
         unknown = set(image_ids) - set(self.ground_truth.getImgIds())
         if unknown:
             raise ValueError(f"image ids {sorted(unknown)[:10]} are not in the ground-truth annotations")
-        # Fresh records: loadRes adds keys (id, area, iscrowd, segmentation) to the ones it gets.
-        detections = self.ground_truth.loadRes(self.results)
+        detections = self._detections_dataset()
         evaluation = COCOeval_faster(self.ground_truth, detections, "bbox", print_function=_silent)
         evaluation.params.imgIds = image_ids
         with contextlib.redirect_stdout(io.StringIO()):
@@ -225,6 +225,24 @@ class CocoEvaluator:
         metrics: dict[str, Any] = dict(zip(METRIC_NAMES, stats, strict=True))
         metrics["per_class_AP"] = self._per_class_average_precision(evaluation)
         return metrics
+
+    def _detections_dataset(self) -> COCO:
+        """The detections as a COCO object, built like ``COCO.loadRes`` does for boxes (id = 1..D,
+        area = w * h, iscrowd 0) but without the unused polygon ``segmentation`` per record."""
+        records = self.results
+        for number, record in enumerate(records, start=1):
+            box = record["bbox"]
+            record["area"] = box[2] * box[3]
+            record["id"] = number
+            record["iscrowd"] = 0
+        detections = COCO(print_function=_silent)
+        detections.dataset = {
+            "images": list(self.ground_truth.dataset["images"]),
+            "categories": copy.deepcopy(self.ground_truth.dataset["categories"]),
+            "annotations": records,
+        }
+        detections.createIndex()
+        return detections
 
     def _per_class_average_precision(self, evaluation: COCOeval_faster) -> dict[str, float]:
         precision = np.asarray(evaluation.eval["precision"])  # [T, R, K, A, M]
