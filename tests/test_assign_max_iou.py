@@ -1,0 +1,159 @@
+"""IoU pre-assignment (ALGORITHMS.md §1.5 A) on hand-built anchors with known answers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ladet.assign.max_iou import pre_assign
+from ladet.models.anchors import AnchorGenerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference_paa import reference_pre_assign  # noqa: E402
+
+
+def _assign(anchors, gt_boxes, valid=None, threshold=0.1):
+    anchors = torch.tensor(anchors, dtype=torch.float32)
+    boxes = [torch.tensor(image, dtype=torch.float32).reshape(-1, 4) for image in gt_boxes]
+    labels = [torch.arange(len(image)) for image in gt_boxes]
+    if valid is None:
+        valid = torch.ones(len(boxes), anchors.shape[0], dtype=torch.bool)
+    level = torch.zeros(anchors.shape[0], dtype=torch.long)
+    return pre_assign(anchors, valid, boxes, labels, threshold, level)
+
+
+def test_threshold_step_and_low_quality_override_known_answer():
+    # a0 = g0 exactly (IoU 1 with g0); a1 overlaps g0 by half (IoU 1/3) -> g0 by threshold;
+    # a2 is far from everything -> negative.
+    anchors = [[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]]
+    result = _assign(anchors, [[[0, 0, 10, 10]]])
+    assert result.gt_index.tolist() == [[0, 0, -1]]
+    assert result.anchor_index.tolist() == [0, 1]
+    assert result.labels.tolist() == [0, 0]
+    assert result.box_targets.tolist() == [[0, 0, 10, 10]] * 2
+
+
+def test_later_gt_overwrites_in_low_quality_pass():
+    # g0 [0,0,10,10] vs a0 [0,0,10,20]: overlap 100, union 200 -> 0.5 (g0's best).
+    # g1 [0,10,10,60] vs a0: overlap 100, union 200 + 500 - 100 = 600 -> 1/6 (g1's best; a1 is far).
+    anchors = [[0, 0, 10, 20], [50, 50, 60, 60]]
+    result = _assign(anchors, [[[0, 0, 10, 10], [0, 10, 10, 60]]])
+    # Threshold step gives a0 -> g0 (0.5 > 1/6); low-quality: g0 best 0.5 claims a0, g1 best 1/6 claims a0,
+    # g1 is later -> a0 -> g1.
+    assert result.gt_index.tolist() == [[1, -1]]
+    # The same with the GT order swapped: g0 (the 1/6 one) claims first, g1 (0.5) later wins.
+    result = _assign(anchors, [[[0, 10, 10, 60], [0, 0, 10, 10]]])
+    assert result.gt_index.tolist() == [[1, -1]]
+
+
+def test_gt_max_assign_all_ties():
+    # Two anchors both at g0's best IoU (0.25) -> both claimed although 0.25 is well above threshold
+    # anyway; a third anchor at IoU 0.05 < 0.1 is claimed only because it ties g1's best.
+    anchors = [[0, 0, 20, 20], [10, 0, 30, 20], [200, 0, 220, 20], [205, 0, 225, 20]]
+    # g0 [10, 5, 20, 15]: overlap with a0 = 10x10 = 100, union 400 -> 0.25; same with a1 -> 0.25.
+    # g1 [219, 19, 220, 20] (1x1): with a2 overlap 1, union 400 -> 1/400; with a3 1/400 too: tie.
+    result = _assign(anchors, [[[10, 5, 20, 15], [219, 19, 220, 20]]])
+    assert result.gt_index.tolist() == [[0, 0, 1, 1]]
+
+
+def test_iou_exactly_at_threshold_is_positive():
+    # anchor 10x10, GT 10x1 inside it: IoU = 10 / 100 = 0.1 exactly (in float32 too).
+    # A second GT elsewhere takes the low-quality pass away from nothing.
+    anchors = [[0, 0, 10, 10], [0, 0, 10, 9], [500, 500, 510, 510]]
+    # g0 [0,0,10,1]: IoU with a0 = 0.1, with a1 = 10/90 = 0.111 (its best -> claimed anyway).
+    # g1 [500,500,510,510] exactly on a2.
+    result = _assign(anchors, [[[0, 0, 10, 1], [500, 500, 510, 510]]])
+    assert result.gt_index.tolist() == [[0, 0, 1]]
+    # Raising the threshold just above 0.1 drops a0 (it is not g0's best).
+    result = _assign(anchors, [[[0, 0, 10, 1], [500, 500, 510, 510]]], threshold=0.1001)
+    assert result.gt_index.tolist() == [[-1, 0, 1]]
+
+
+def test_invalid_anchors_are_never_candidates():
+    anchors = [[0, 0, 10, 10], [0, 0, 10, 12], [100, 0, 110, 10]]
+    valid = torch.tensor([[False, True, True]])
+    result = _assign(anchors, [[[0, 0, 10, 10]]], valid=valid)
+    # a0 would be the perfect match but is invalid; a1 (IoU 100/120) becomes the best.
+    assert result.gt_index.tolist() == [[-1, 0, -1]]
+
+
+def test_empty_gt_image_in_a_batch_with_gts():
+    anchors = [[0, 0, 10, 10], [20, 0, 30, 10]]
+    result = _assign(anchors, [[], [[20, 0, 30, 10]]])
+    assert result.gt_index.tolist() == [[-1, -1], [-1, 0]]
+    assert result.image_index.tolist() == [1]
+    assert result.gt_global.tolist() == [0]
+    assert result.num_gts_per_image == [0, 1]
+    empty = _assign(anchors, [[], []])
+    assert empty.num_pre_positives == 0 and (empty.gt_index == -1).all()
+
+
+@pytest.mark.parametrize(
+    "box, text",
+    [
+        ([5.0, 5.0, 5.0, 9.0], "non-positive"),
+        ([0.0, 0.0, float("nan"), 3.0], "nan"),
+        ([4.0, 0, 2.0, 3], "4.0"),
+    ],
+)
+def test_bad_gt_boxes_raise_naming_image_box_and_value(box, text):
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    boxes = [torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([[0.0, 0.0, 4.0, 4.0], box])]
+    labels = [torch.zeros(1, dtype=torch.long), torch.zeros(2, dtype=torch.long)]
+    with pytest.raises(ValueError) as error:
+        pre_assign(
+            anchors, torch.ones(2, 1, dtype=torch.bool), boxes, labels, 0.1, torch.zeros(1, dtype=torch.long)
+        )
+    message = str(error.value)
+    assert "image 1" in message and "GT box 1" in message and text in message
+
+
+def test_sparse_windowed_path_matches_dense_and_per_gt_reference():
+    """The fast path (anchor windows) vs the dense tensor vs a per-image/per-GT loop, on a real grid
+    with tiny, huge, overlapping, out-of-image and duplicated GTs and partial valid masks."""
+    generator = torch.Generator().manual_seed(3)
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-160 // stride), -(-224 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    valid = anchor_generator.valid_mask(grid, torch.tensor([[160, 224], [128, 160], [160, 224]]))
+    boxes, labels = [], []
+    for count in (7, 0, 12):
+        sizes = torch.exp(torch.empty(count, 2).uniform_(0.5, 6.0, generator=generator))  # 1.6 .. 400 px
+        centres = torch.rand(count, 2, generator=generator) * torch.tensor([260.0, 200.0]) - 20.0
+        image_boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], dim=1)
+        if count:
+            image_boxes[-1] = image_boxes[0]  # exact duplicate GT: the later one wins every tie
+        boxes.append(image_boxes)
+        labels.append(torch.randint(0, 5, (count,), generator=generator))
+    arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
+    reference = reference_pre_assign(*arguments, 5)
+    dense = pre_assign(*arguments, 5)
+    sparse = pre_assign(*arguments, 5, level_sizes=grid.level_sizes, strides=grid.strides)
+    assert (reference.gt_index >= 0).sum() > 100
+    assert torch.equal(dense.gt_index, reference.gt_index)
+    assert torch.equal(sparse.gt_index, reference.gt_index)
+    for field in ("image_index", "anchor_index", "gt_local", "gt_global", "level", "labels", "box_targets"):
+        assert torch.equal(getattr(sparse, field), getattr(reference, field)), field
+
+
+def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
+    # min_pos_iou = 0: a GT whose best IoU is 0 claims every valid anchor with IoU 0 (mmdet quirk).
+    grid = AnchorGenerator([8], 2.0).grid([(2, 2)], "cpu")  # 4 anchors of side 16 at (0|8, 0|8)
+    boxes = [torch.tensor([[100.0, 100.0, 110.0, 110.0]])]
+    labels = [torch.zeros(1, dtype=torch.long)]
+    valid = torch.tensor([[True, True, False, True]])
+    sparse = pre_assign(
+        grid.anchors,
+        valid,
+        boxes,
+        labels,
+        0.1,
+        grid.level_index,
+        level_sizes=grid.level_sizes,
+        strides=grid.strides,
+    )
+    assert sparse.gt_index.tolist() == [[0, 0, -1, 0]]
