@@ -76,20 +76,20 @@ BUDGETS: dict[str, Budget] = {
             "train.checkpoint_interval=0",
         ),
     ),
-    # ~15-20 minutes on 2 CPU cores in total
+    # ~15-20 minutes on 2 idle CPU cores in total: images at half size, short schedules
     "small": Budget(
         name="small",
         num_train=400,
         num_val=100,
         image_size=(256, 320),
         data_dir="data/builtin",
-        teacher_overrides=("train.epochs=6", "train.lr_steps=[4,5]"),
+        teacher_overrides=("train.epochs=5", "train.lr_steps=[4]"),
         student_overrides=("train.epochs=3", "train.lr_steps=[2]"),
         common_overrides=(
-            "data.max_size=224",
-            "data.short_size=192",
+            "data.max_size=160",
+            "data.short_size=128",
             "data.workers_per_gpu=1",
-            "train.warmup_iters=50",
+            "train.warmup_iters=30",
             "train.eval_interval=0",
             "train.checkpoint_interval=0",
         ),
