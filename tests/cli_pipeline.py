@@ -39,13 +39,22 @@ train:
     return config
 
 
+_CACHE: dict[str, tuple[Path, Path, Path]] = {}
+
+
 def make_tiny_pipeline(root: Path) -> tuple[Path, Path, Path]:
-    """Generates the data, trains 2 deterministic epochs; returns (config, data dir, work dir)."""
+    """Generates the data, trains 2 deterministic epochs; returns (config, data dir, work dir).
+
+    Done once per test session (later calls return the first result; tests must not modify it).
+    """
     torch.set_num_threads(1)
+    if "pipeline" in _CACHE and all(path.exists() for path in _CACHE["pipeline"]):
+        return _CACHE["pipeline"]
     data_dir = root / "data"
     assert main(["make-dataset", "--out", str(data_dir), "--num-train", "4", "--num-val", "2",
                  "--min-side", "96", "--max-side", "128"]) == 0
     config = write_tiny_config(root, data_dir)
     work_dir = root / "run"
     assert main(["train", str(config), "--work-dir", str(work_dir), "--deterministic"]) == 0
-    return config, data_dir, work_dir
+    _CACHE["pipeline"] = (config, data_dir, work_dir)
+    return _CACHE["pipeline"]
