@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,7 +44,7 @@ def run(repeats: int, warmup: int, data_dir: Path) -> dict[str, float]:
     if not (data_dir / "annotations" / "train.json").is_file():
         make_builtin_dataset(data_dir, seed=0, num_train=2 * iterations, num_val=1, image_size=(800, 1333))
     config = benchmark_config(data_dir)
-    method = build_method(config, "cpu").train()
+    method: Any = build_method(config, "cpu").train()
     optimizer = build_optimizer(list(method.parameters()), config.train, base_lr=0.00125)
     loader = iter(build_train_loader(config, rank=0, world_size=1, epoch=0, start_batch=0))
     timings: dict[str, list[float]] = {name: [] for name in ("data", "forward", "assign", "loss", "backward", "total")}

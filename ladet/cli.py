@@ -20,6 +20,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,7 @@ def _command_test(arguments: argparse.Namespace) -> int:
     try:
         detector = load_evaluation_detector(config, arguments.checkpoint, context.device)
         loader = build_val_loader(config, context.rank, context.world_size)
-        dataset = loader.dataset
+        dataset: Any = loader.dataset  # a CocoDetection
         evaluator = CocoEvaluator(config.data.val.ann_file, dataset.label_to_category_id, dataset.class_names)
         metrics = evaluate(detector, loader, evaluator, context.device, context.is_main, title=str(arguments.checkpoint))
         if context.is_main:

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def resolve_config(config: str | os.PathLike[str] | Config, overrides: Sequence[
         return config
     from ladet.config.loader import load_config
 
-    return load_config(config, overrides)
+    return load_config(os.fspath(config), overrides)
 
 
 def load_evaluation_detector(
@@ -163,9 +163,9 @@ class Predictor:
             batch = collate(items, size_divisor=self.config.data.size_divisor).to(self.device)
             if self.device.type == "cuda":
                 with torch.autocast(device_type="cuda", dtype=torch.float16):
-                    detections = self.detector.predict(batch)
+                    detections = cast(Any, self.detector).predict(batch)
             else:
-                detections = self.detector.predict(batch)
+                detections = cast(Any, self.detector).predict(batch)
             results.extend(Detections(d.boxes.float(), d.scores.float(), d.labels) for d in detections)
         return results
 

@@ -147,7 +147,7 @@ def set_deterministic(enabled: bool) -> None:
 
 def capture_rng_states() -> dict[str, Any]:
     """The random generators' states as tensors and plain containers (``weights_only``-loadable)."""
-    numpy_state = np.random.get_state()
+    numpy_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     python_version, python_internal, python_gauss = random.getstate()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),

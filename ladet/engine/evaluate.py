@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ def evaluate(
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             with _autocast(device):
-                detections = detector.predict(batch)
+                detections = cast(Any, detector).predict(batch)
             detections = [
                 Detections(d.boxes.float().cpu(), d.scores.float().cpu(), d.labels.cpu()) for d in detections
             ]

@@ -107,7 +107,7 @@ def train_one_epoch(
         with autocast:
             outputs = model(batch)
         losses, diagnostics = _split_outputs(outputs)
-        total_loss = sum(loss.float() for loss in losses.values())
+        total_loss = torch.stack([loss.float() for loss in losses.values()]).sum()
         names = ["loss", *losses, *diagnostics]
         stacked = torch.stack(
             [total_loss.detach(), *(loss.detach().float() for loss in losses.values()), *diagnostics.values()]

@@ -194,7 +194,7 @@ def _run_epochs(
     logger: RunLogger,
 ) -> dict[str, Any]:
     config, context = run.config, run.context
-    method = unwrap_model(model)
+    method: Any = unwrap_model(model)  # a TrainingMethod (evaluation_detector, teacher_detector)
     teacher_metrics = _teacher_metrics(run, method, position.global_iteration == 0, logger)
     metrics: dict[str, Any] = {}
     for epoch in range(position.epoch, config.train.epochs):
