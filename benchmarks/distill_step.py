@@ -15,6 +15,12 @@ Usage:
 
 Output, one line per method:
     method=lad step_s=... baseline_step_s=... teacher_forward_s=... peak_mb=... baseline_peak_mb=...
+
+Measured (2026-11-24, shared 2-core CPU, 1 thread, reduced size 384x640, batch 2, 2 repeats;
+timings are noisy because other jobs shared the cores; the full 800x1333 size was not run):
+    method=lad step_s=21.060 baseline_step_s=11.818 teacher_forward_s=5.694 peak_mb=1298 baseline_peak_mb=1105
+    method=solad step_s=15.237 baseline_step_s=11.818 teacher_forward_s=6.749 peak_mb=1367 baseline_peak_mb=1105
+    method=colad step_s=26.441 baseline_step_s=11.818 teacher_forward_s=n/a peak_mb=2533 baseline_peak_mb=1105
 """
 
 from __future__ import annotations

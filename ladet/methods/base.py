@@ -58,6 +58,8 @@ class TrainingMethod(nn.Module):
     Subclasses implement :meth:`forward` and :meth:`training_assignment`.
     """
 
+    _teacher: PAADetector | None  # set with object.__setattr__: never a registered submodule
+
     def __init__(self, detector: PAADetector, teacher: PAADetector | None = None) -> None:
         super().__init__()
         self.detector = detector
