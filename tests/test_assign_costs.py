@@ -1,0 +1,72 @@
+"""PAA anchor cost (ALGORITHMS.md §1.5 B): hand-computed value and the fused focal sum vs the
+element-wise focal loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ladet.assign.costs import anchor_costs, summed_focal_cost
+from ladet.assign.max_iou import pre_assign
+from ladet.losses.focal import focal_loss
+from ladet.models.anchors import AnchorGrid
+from ladet.models.box_coder import DeltaBoxCoder
+from ladet.models.outputs import HeadOutputs
+
+
+def _one_anchor_setup(class_scores: torch.Tensor, probabilities: bool):
+    grid = AnchorGrid(
+        anchors=torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+        level_index=torch.zeros(1, dtype=torch.long),
+        num_per_level=[1],
+        level_sizes=[(1, 1)],
+        strides=[8],
+    )
+    gt_boxes = [torch.tensor([[0.0, 0.0, 10.0, 20.0]])]  # IoU with the anchor 0.5 -> pre-positive
+    pre = pre_assign(
+        grid.anchors, torch.ones(1, 1, dtype=torch.bool), gt_boxes, [torch.tensor([0])], 0.1, grid.level_index
+    )
+    outputs = HeadOutputs(
+        class_scores=class_scores.reshape(1, 1, -1),
+        box_deltas=torch.zeros(1, 1, 4),  # decoded box = the anchor itself
+        iou_logits=None,
+        level_sizes=[(1, 1)],
+        class_scores_are_probabilities=probabilities,
+    )
+    return outputs, grid, pre
+
+
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_cost_known_answer(probabilities):
+    # p = 0.5 for both classes (logit 0 / probability 0.5), GT class 0:
+    #   FL(0.5, 1) = 0.25 * 0.5^2 * log 2, FL(0.5, 0) = 0.75 * 0.5^2 * log 2 -> sum = 0.25 * log 2.
+    # Box: decoded = anchor [0,0,10,10], GT [0,0,10,20]: IoU 0.5, enclosing = union -> GIoU 0.5,
+    #   1.3 * (1 - 0.5) = 0.65.
+    scores = torch.full((2,), 0.5) if probabilities else torch.zeros(2)
+    outputs, grid, pre = _one_anchor_setup(scores, probabilities)
+    cost = anchor_costs(outputs, grid, DeltaBoxCoder(), pre, 0.25, 2.0, 1.3)
+    assert pre.num_pre_positives == 1
+    torch.testing.assert_close(cost, torch.tensor([0.25 * math.log(2.0) + 0.65]))
+
+
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_fused_focal_sum_matches_elementwise_focal_loss(probabilities):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 80, generator=generator) * 4.0 - 3.0
+    logits[0, :5] = torch.tensor([-60.0, 60.0, 0.0, 29.9, 35.0])  # extremes, around the exp clamp
+    scores = torch.sigmoid(logits) if probabilities else logits
+    if probabilities:
+        scores[1, :3] = torch.tensor([0.0, 1.0, 1.0 - 1e-7])
+    labels = torch.randint(0, 80, (300,), generator=generator)
+    labels[0] = 1
+    targets = torch.nn.functional.one_hot(labels, 80).float()
+    expected = focal_loss(scores, targets, probabilities, 0.25, 2.0).sum(dim=1)
+    fused = summed_focal_cost(scores, labels, probabilities, 0.25, 2.0)
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+    # other alpha / gamma values
+    expected = focal_loss(scores, targets, probabilities, 0.4, 1.5).sum(dim=1)
+    torch.testing.assert_close(
+        summed_focal_cost(scores, labels, probabilities, 0.4, 1.5), expected, rtol=1e-5, atol=1e-5
+    )
