@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_fakes import fake_components, tiny_config
 
 from ladet.checkpoint_io import load_checkpoint
+from ladet.engine import train
 
 FAKES = Path(__file__).with_name("engine_fakes.py")
 
@@ -61,7 +63,11 @@ def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path: Path) -> N
     reached = load_checkpoint(killed / "latest.pth")["iteration"]
     assert 3 <= reached < 12, "killed before the end of training"
     _run(killed, "--checkpoint-every-iters", "1", "--resume", "auto")
-    _run(tmp_path / "full")
+    enabled = torch.are_deterministic_algorithms_enabled()
+    try:  # the uninterrupted reference run, in this process
+        train(tiny_config(), tmp_path / "full", components=fake_components())
+    finally:
+        torch.use_deterministic_algorithms(enabled)
     resumed = load_checkpoint(killed / "latest.pth")
     uninterrupted = load_checkpoint(tmp_path / "full" / "latest.pth")
     assert resumed["iteration"] == uninterrupted["iteration"] == 12

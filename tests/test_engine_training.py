@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,8 +16,11 @@ from ladet.engine.logging import read_log
 
 
 @pytest.fixture(autouse=True)
-def _single_thread() -> None:
+def _single_thread_and_restored_determinism() -> Iterator[None]:
     torch.set_num_threads(1)
+    enabled = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled)
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
@@ -45,6 +49,7 @@ def test_train_writes_checkpoints_config_logs_and_metrics(tmp_path) -> None:
     train_records = [r for r in records if r["type"] == "train"]
     assert len(train_records) == 12
     assert {"loss", "loss_first", "loss_second", "ratio", "lr", "data_time"} <= set(train_records[0])
+    assert train_records[0]["eta_s"] > 0 and train_records[-1]["eta_s"] == 0  # ETA of the whole run
     # lr with 2 images: 0.01 * 2 / 16; warm-up over 3 iterations; decay at epoch 1 (0-based)
     assert train_records[0]["lr"] == pytest.approx(0.00125 * 0.001)
     assert train_records[5]["lr"] == pytest.approx(0.00125)

@@ -36,6 +36,7 @@ class EpochSettings:
         grad_clip_norm: clip the global gradient norm to this value (None: off).
         log_interval: iterations between ``log.jsonl`` records.
         checkpoint_every_iters: call ``save_latest`` every N global iterations (0: off).
+        iterations_after_epoch: iterations the later epochs will run (for the run's ETA).
     """
 
     epoch: int
@@ -45,6 +46,7 @@ class EpochSettings:
     grad_clip_norm: float | None = None
     log_interval: int = 20
     checkpoint_every_iters: int = 0
+    iterations_after_epoch: int = 0
 
 
 def _split_outputs(outputs: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -97,7 +99,7 @@ def train_one_epoch(
         dynamic_ncols=True,
     )
     iteration_in_epoch = start_batch
-    data_start = time.perf_counter()
+    data_start = epoch_start = time.perf_counter()
     for batch_index, batch in enumerate(loader, start=start_batch):
         if batch_index >= settings.iterations_in_epoch:
             break
@@ -141,6 +143,8 @@ def train_one_epoch(
                 lr=learning_rate,
                 data_time=data_time,
                 iteration_time=time.perf_counter() - data_start,
+                eta_s=(time.perf_counter() - epoch_start) / (iteration_in_epoch - start_batch)
+                * (settings.iterations_in_epoch - iteration_in_epoch + settings.iterations_after_epoch),
             )
             logger.log("train", global_iteration, record)
         if (

@@ -200,14 +200,16 @@ def _run_epochs(
     for epoch in range(position.epoch, config.train.epochs):
         start_batch = position.iteration_in_epoch if epoch == position.epoch else 0
         loader = run.components.build_train_loader(config, context.rank, context.world_size, epoch, start_batch)
+        iterations_in_epoch = _epoch_length(loader, start_batch, config.train.max_iters_per_epoch)
         settings = EpochSettings(
             epoch=epoch,
             num_epochs=config.train.epochs,
-            iterations_in_epoch=_epoch_length(loader, start_batch, config.train.max_iters_per_epoch),
+            iterations_in_epoch=iterations_in_epoch,
             use_amp=use_amp,
             grad_clip_norm=config.train.grad_clip_norm,
             log_interval=max(1, config.train.log_interval),
             checkpoint_every_iters=config.train.checkpoint_every_iters,
+            iterations_after_epoch=(config.train.epochs - epoch - 1) * iterations_in_epoch,
         )
         position = TrainingPosition(epoch, start_batch, position.global_iteration)
         position = train_one_epoch(
