@@ -107,3 +107,11 @@ def test_missing_annotation_file_is_named(tmp_path: Path) -> None:
     config.data.train = DatasetConfig(str(tmp_path / "nope.json"), str(tmp_path))
     with pytest.raises(ValueError, match="nope.json"):
         build_dataset(config, "train")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinning needs CUDA")
+def test_loader_pins_batches_on_cuda(config: Config) -> None:
+    batch = next(iter(build_train_loader(config)))
+    assert batch.images.is_pinned() and batch.gt_boxes[0].is_pinned()
+    moved = batch.to("cuda", non_blocking=True)
+    assert moved.images.is_cuda and moved.image_ids == batch.image_ids

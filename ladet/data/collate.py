@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,7 +11,28 @@ import torch
 from ladet.structures import Batch
 
 
-def collate(items: Sequence[dict[str, Any]], size_divisor: int = 32) -> Batch:
+@dataclass
+class PinnableBatch(Batch):
+    """A :class:`Batch` that ``DataLoader(pin_memory=True)`` can pin.
+
+    The loader's pinning thread only pins containers it knows or objects with a ``pin_memory()``
+    method; a plain dataclass would silently stay in pageable memory.
+    """
+
+    def pin_memory(self) -> PinnableBatch:
+        return PinnableBatch(
+            images=self.images.pin_memory(),
+            image_sizes=self.image_sizes.pin_memory(),
+            padded_sizes=self.padded_sizes.pin_memory(),
+            scale_factors=self.scale_factors.pin_memory(),
+            original_sizes=self.original_sizes.pin_memory(),
+            gt_boxes=[boxes.pin_memory() for boxes in self.gt_boxes],
+            gt_labels=[labels.pin_memory() for labels in self.gt_labels],
+            image_ids=list(self.image_ids),
+        )
+
+
+def collate(items: Sequence[dict[str, Any]], size_divisor: int = 32) -> PinnableBatch:
     """Pads every image to the batch maximum (rounded up to ``size_divisor``) and stacks.
 
     The batch padding value is 0 in *normalised* space (i.e. the mean colour), the same value the
@@ -21,7 +43,7 @@ def collate(items: Sequence[dict[str, Any]], size_divisor: int = 32) -> Batch:
             :func:`ladet.data.transforms.prepare_image_for_inference`, each ``image`` [3, H_i, W_i].
 
     Returns:
-        Batch with ``images`` [B, 3, H_max, W_max], ``image_sizes``/``padded_sizes``/
+        Batch (a :class:`PinnableBatch`) with ``images`` [B, 3, H_max, W_max], ``image_sizes``/``padded_sizes``/
         ``original_sizes`` [B, 2] long (h, w), ``scale_factors`` [B, 2] float (x, y), boxes/labels
         lists and image ids.
     """
@@ -35,7 +57,7 @@ def collate(items: Sequence[dict[str, Any]], size_divisor: int = 32) -> Batch:
     for position, item in enumerate(items):
         image = item["image"]
         images[position, :, : image.shape[1], : image.shape[2]] = image
-    return Batch(
+    return PinnableBatch(
         images=images,
         image_sizes=torch.tensor([item["image_size"] for item in items], dtype=torch.long),
         padded_sizes=torch.tensor([item["padded_size"] for item in items], dtype=torch.long),
