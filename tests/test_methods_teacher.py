@@ -120,3 +120,13 @@ def test_evaluation_detector_needs_no_teacher(tmp_path: Path) -> None:
     config = method_config("lad", teacher=NetworkReference(str(tmp_path / "absent.yaml"), str(tmp_path / "absent.pth")))
     detector = build_evaluation_detector(config)
     assert detector.num_classes == 3
+
+
+def test_methods_built_directly_also_check_the_layout() -> None:
+    from ladet.methods import CoLADMethod, LADMethod
+
+    student = tiny_detector(seed=0)
+    with pytest.raises(NetworkMismatchError, match="num_classes: student 3 vs 4"):
+        LADMethod(student, tiny_detector(seed=1, num_classes=4))
+    with pytest.raises(NetworkMismatchError, match="second network"):
+        CoLADMethod(student, tiny_detector(seed=1, num_classes=4))

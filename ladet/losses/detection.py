@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -85,11 +86,16 @@ class DetectionLoss:
         config = self.config
         num_positives = assignment.num_positives.to(class_scores.device).float()  # []
 
-        # classification: one-hot over C classes, background (label C) -> all zeros
-        one_hot = F.one_hot(assignment.labels.clamp(max=num_classes), num_classes + 1)[..., :num_classes]
+        # classification: one-hot over C classes, background (label C) -> all zeros. Every row
+        # writes one value (1 at its class, or 0 at class C-1 for background): no host sync.
+        labels = assignment.labels
+        foreground = (labels < num_classes).unsqueeze(-1).to(class_scores.dtype)  # [B, N, 1]
+        one_hot = torch.zeros_like(class_scores).scatter_(
+            2, labels.clamp(max=num_classes - 1).unsqueeze(-1), foreground
+        )  # [B, N, C]
         elementwise = focal_loss(
             class_scores,
-            one_hot.to(class_scores.dtype),
+            one_hot,
             outputs.class_scores_are_probabilities,
             config.focal_alpha,
             config.focal_gamma,

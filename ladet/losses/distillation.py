@@ -111,14 +111,17 @@ class SoftLabelDistillationLoss:
         anchors = grid.anchors  # [N, 4]
         device = valid_mask.device
 
-        # 1-3. selection and weights
-        teacher_boxes = self.box_coder.decode(anchors, teacher.box_deltas, image_sizes)  # [B, N, 4]
-        reference_boxes = teacher_boxes if config.use_predicted_boxes else anchors.unsqueeze(0).expand_as(teacher_boxes)
-        padded_gt, gt_mask = pad_ground_truth(gt_boxes, device)
-        max_iou = max_iou_with_ground_truth(reference_boxes.float(), padded_gt, gt_mask)  # [B, N]
-        selected = valid_mask & (max_iou > config.min_iou)  # [B, N]
-        weights = torch.where(selected, max_iou, torch.zeros_like(max_iou))  # [B, N]
-        normaliser = weights.sum().clamp(min=1.0)  # Z
+        # 1-3. selection and weights (constants: no graph)
+        with torch.no_grad():
+            teacher_boxes = self.box_coder.decode(anchors, teacher.box_deltas, image_sizes)  # [B, N, 4]
+            reference_boxes = (
+                teacher_boxes if config.use_predicted_boxes else anchors.unsqueeze(0).expand_as(teacher_boxes)
+            )
+            padded_gt, gt_mask = pad_ground_truth(gt_boxes, device)
+            max_iou = max_iou_with_ground_truth(reference_boxes.float(), padded_gt, gt_mask)  # [B, N]
+            selected = valid_mask & (max_iou > config.min_iou)  # [B, N]
+            weights = torch.where(selected, max_iou, torch.zeros_like(max_iou))  # [B, N]
+            normaliser = weights.sum().clamp(min=1.0)  # Z
 
         # classification: every anchor (padding included), every class
         if teacher.class_scores_are_probabilities:

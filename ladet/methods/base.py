@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ladet.assign.paa import PAAAssigner
 from ladet.assign.result import AssignResult
 from ladet.losses.detection import DetectionLoss
+from ladet.methods.teacher import check_anchor_layout
 from ladet.models.anchors import AnchorGrid
 from ladet.models.detector import PAADetector
 from ladet.models.outputs import HeadOutputs
@@ -66,6 +67,7 @@ class TrainingMethod(nn.Module):
         self.assigner = build_assigner(detector)
         object.__setattr__(self, "_teacher", None)
         if teacher is not None:
+            check_anchor_layout(detector.config, teacher.config, "the teacher")
             teacher.requires_grad_(False)
             teacher.eval()
             object.__setattr__(self, "_teacher", teacher)

@@ -12,6 +12,7 @@ from ladet.assign.colad import CoLADChoice, choose_costs_std_mean
 from ladet.assign.max_iou import PreAssignment
 from ladet.assign.result import AssignResult
 from ladet.methods.base import TrainingMethod, build_detection_loss
+from ladet.methods.teacher import check_anchor_layout
 from ladet.models.anchors import AnchorGrid
 from ladet.models.detector import PAADetector
 from ladet.models.outputs import HeadOutputs
@@ -71,6 +72,7 @@ class CoLADMethod(TrainingMethod):
             )
         if criterion not in CRITERIA:
             raise ValueError(f"method.colad.criterion = {criterion!r}; expected one of {list(CRITERIA)}")
+        check_anchor_layout(detector.config, second_detector.config, "the CoLAD second network")
         self.second_detector = second_detector
         self.train(True)  # re-apply norm_eval to the newly registered network (see TrainingMethod)
         self.evaluate_network = evaluate_network
