@@ -123,3 +123,24 @@ def test_test_command_builds_only_the_evaluation_network(pipeline, tmp_path) -> 
                  f"method.teacher.checkpoint={tmp_path / 'no_such_teacher.pth'}"]
     code = main(["test", str(config), "--checkpoint", str(work_dir / "latest.pth"), "--out", str(tmp_path), *overrides])
     assert code == 0 and (tmp_path / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_lad_run_evaluates_its_teacher_first_and_keeps_it_out_of_the_checkpoint(pipeline, tmp_path) -> None:
+    """The teacher is the baseline's epoch-2 network, so its AP is the baseline's epoch-2 AP."""
+    config, _, work_dir = pipeline
+    overrides = ["method.name=lad", f"method.teacher.config={config}",
+                 f"method.teacher.checkpoint={work_dir / 'epoch_2.pth'}", "train.epochs=1",
+                 "train.max_iters_per_epoch=1", "train.lr_steps=[]"]
+    assert main(["train", str(config), "--work-dir", str(tmp_path), *overrides]) == 0
+    baseline = json.loads((work_dir / "metrics_epoch_2.json").read_text())["metrics"]
+    teacher = json.loads((tmp_path / "teacher_metrics.json").read_text())
+    assert teacher["AP"] == pytest.approx(baseline["AP"], abs=1e-9)
+    assert teacher["AR100"] == pytest.approx(baseline["AR100"], abs=1e-9)
+    records = read_log(tmp_path / "log.jsonl")
+    assert records[0]["type"] == "teacher_eval"
+    evaluation = next(r for r in records if r["type"] == "eval")
+    assert evaluation["teacher_AP"] == pytest.approx(baseline["AP"], abs=1e-9)
+    checkpoint = load_checkpoint(tmp_path / "latest.pth")
+    assert checkpoint["iteration"] == 1
+    assert all(key.startswith("detector.") for key in checkpoint["model"]), "no teacher weights saved"
