@@ -133,3 +133,37 @@ def test_visualize_assign_writes_one_picture_per_image(pipeline, tmp_path) -> No
                  str(data_dir / "val" / "000001.jpg"), "--out", str(tmp_path)])
     assert code == 0
     assert [p.name for p in tmp_path.glob("*.png")] == ["000001_assign.png"]
+
+
+@pytest.mark.slow
+def test_colad_export_and_test_use_the_evaluated_second_network(pipeline, tmp_path) -> None:
+    config, _, _ = pipeline
+    second = tmp_path / "second.yaml"
+    second.write_text(f"_base_: {config}\nmodel:\n  head: {{type: cop}}\n  loss: {{box_loss_weighting: mean}}\n")
+    colad = ["method.name=colad", f"method.colad.second_network.config={second}", "method.colad.evaluate_network=second"]
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run), *colad, "train.epochs=1", "train.lr_steps=[]",
+                 "train.max_iters_per_epoch=1", "train.eval_interval=0"]) == 0
+    checkpoint = torch.load(run / "latest.pth", weights_only=True)
+    assert {key.split(".")[0] for key in checkpoint["model"]} == {"detector", "second_detector"}
+    exported_path = tmp_path / "student.pth"
+    assert main(["export", str(config), "--checkpoint", str(run / "latest.pth"), "--out", str(exported_path),
+                 *colad]) == 0
+    exported = torch.load(exported_path, weights_only=True)
+    expected = {key.replace("second_detector.", "detector.", 1): value
+                for key, value in checkpoint["model"].items() if key.startswith("second_detector.")}
+    assert exported["model"].keys() == expected.keys()
+    assert all(torch.equal(exported["model"][key], expected[key]) for key in expected)
+    assert exported["config"]["model"]["head"]["type"] == "cop"
+    # test on the training checkpoint, on the export, and on the export with the second config alone
+    outputs = []
+    for index, arguments in enumerate((
+        [str(config), "--checkpoint", str(run / "latest.pth"), *colad],
+        [str(config), "--checkpoint", str(exported_path), *colad],
+        [str(second), "--checkpoint", str(exported_path)],
+    )):
+        out = tmp_path / f"test{index}"
+        assert main(["test", *arguments[:3], "--out", str(out), *arguments[3:]]) == 0
+        outputs.append(json.loads((out / "results.json").read_text()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0], "the untrained network still emits detections above the 0.05 test threshold"
