@@ -167,3 +167,26 @@ def test_colad_export_and_test_use_the_evaluated_second_network(pipeline, tmp_pa
         outputs.append(json.loads((out / "results.json").read_text()))
     assert outputs[0] == outputs[1] == outputs[2]
     assert outputs[0], "the untrained network still emits detections above the 0.05 test threshold"
+
+
+def test_missing_annotation_file_exits_2_naming_it(pipeline, tmp_path, capsys) -> None:
+    config, _, work_dir = pipeline
+    missing = tmp_path / "no_such_annotations.json"
+    code = main(["test", str(config), "--checkpoint", str(work_dir / "latest.pth"), "--out", str(tmp_path),
+                 f"data.val.ann_file={missing}"])
+    error = capsys.readouterr().err
+    assert code == 2 and "no_such_annotations.json" in error and "Traceback" not in error
+
+
+def test_diverging_training_exits_1_with_the_message(pipeline, tmp_path, capsys, monkeypatch) -> None:
+    import ladet.engine
+    from ladet.engine import NonFiniteLossError
+
+    def diverging_train(*arguments, **keywords):  # noqa: ANN002, ANN003, ANN202
+        raise NonFiniteLossError("non-finite loss at iteration 7 (epoch 1, batch 7 of the epoch): loss_cls=nan")
+
+    monkeypatch.setattr(ladet.engine, "train", diverging_train)
+    config, _, _ = pipeline
+    assert main(["train", str(config), "--work-dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "training stopped: non-finite loss at iteration 7" in error and "Traceback" not in error
