@@ -56,6 +56,10 @@ def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_on
     checkpoint = load_checkpoint(tmp_path / "latest.pth")
     # 12 images / (2 per GPU x 2 GPUs) = 3 iterations per epoch; lr scaled to the total batch of 4
     assert checkpoint["iteration"] == 6
+    # each rank's generators are stored (seeded seed + rank, so they differ)
+    assert len(checkpoint["rng_per_rank"]) == 2
+    assert not torch.equal(checkpoint["rng_per_rank"][0]["torch"], checkpoint["rng_per_rank"][1]["torch"])
+    assert torch.equal(checkpoint["rng"]["torch"], checkpoint["rng_per_rank"][0]["torch"])
     for key in rank0:
         assert torch.equal(checkpoint["model"][key], rank0[key]), key
     train_records = [r for r in read_log(tmp_path / "log.jsonl") if r["type"] == "train"]

@@ -42,7 +42,7 @@ def test_train_writes_checkpoints_config_logs_and_metrics(tmp_path) -> None:
     assert checkpoint["epoch"] == 2 and checkpoint["iteration"] == 12 and checkpoint["iteration_in_epoch"] == 0
     assert checkpoint["format"] == "ladet-1"
     assert checkpoint["config"]["train"]["epochs"] == 2
-    assert set(checkpoint["rng"]) >= {"torch", "numpy", "python"}
+    assert set(checkpoint["rng"]) >= {"torch", "numpy", "python"} and len(checkpoint["rng_per_rank"]) == 1
     assert set(checkpoint["model"]) == set(TinyMethod().state_dict())
     assert checkpoint["optimizer"]["state"], "momentum buffers are saved"
     records = read_log(tmp_path / "log.jsonl")

@@ -45,8 +45,14 @@ def build_training_state(
     scaler: torch.amp.GradScaler,
     position: TrainingPosition,
     config_dict: dict[str, Any],
+    rng_states_per_rank: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Everything an exact resume needs, as tensors and plain containers."""
+    """Everything an exact resume needs, as tensors and plain containers.
+
+    ``rng_states_per_rank``: every rank's generator states (index = rank); ``"rng"`` holds rank
+    0's (this process's when not given).
+    """
+    rng_states = rng_states_per_rank or [capture_rng_states()]
     return {
         "format": CHECKPOINT_FORMAT,
         "model": unwrap_model(model).state_dict(),
@@ -57,7 +63,8 @@ def build_training_state(
         "iteration": position.global_iteration,
         "iteration_in_epoch": position.iteration_in_epoch,
         "sampler": {"epoch": position.epoch, "start_batch": position.iteration_in_epoch},
-        "rng": capture_rng_states(),
+        "rng": rng_states[0],
+        "rng_per_rank": rng_states,
         "config": config_dict,
     }
 
@@ -86,8 +93,12 @@ def restore_training_state(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     restore_rng: bool = True,
+    rank: int = 0,
 ) -> TrainingPosition:
     """Loads model, optimiser, scaler and (optionally) RNG states; returns the position to resume at.
+
+    Each rank restores its own RNG states when the checkpoint has them for that rank (same world
+    size), else rank 0's.
 
     Raises:
         CheckpointError: unreadable file, not a training checkpoint, or another architecture
@@ -105,7 +116,10 @@ def restore_training_state(
         raise CheckpointError(f"{path}: optimizer state does not fit this model: {error}") from error
     if checkpoint.get("scaler"):
         scaler.load_state_dict(checkpoint["scaler"])
-    if restore_rng and "rng" in checkpoint:
+    per_rank = checkpoint.get("rng_per_rank") or []
+    if restore_rng and rank < len(per_rank):
+        restore_rng_states(per_rank[rank])
+    elif restore_rng and "rng" in checkpoint:
         restore_rng_states(checkpoint["rng"])
     return TrainingPosition(
         epoch=int(checkpoint["epoch"]),

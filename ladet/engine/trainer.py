@@ -29,8 +29,10 @@ from ladet.engine.checkpointing import (
 from ladet.engine.components import TrainingComponents
 from ladet.engine.distributed import (
     DistributedContext,
+    all_gather_objects,
     barrier,
     broadcast_buffers,
+    capture_rng_states,
     init_distributed,
     seed_everything,
     set_deterministic,
@@ -81,9 +83,11 @@ class _Run:
         self._val_loader: Any = None
 
     def save(self, model: nn.Module, optimizer: Any, scaler: Any, position: TrainingPosition, names: list[str]) -> None:
+        """Writes ``names`` on rank 0 (a collective: every rank must call it, for the RNG states)."""
+        rng_states_per_rank = all_gather_objects(capture_rng_states())
         if not self.context.is_main:
             return
-        state = build_training_state(model, optimizer, scaler, position, self.config_dict)
+        state = build_training_state(model, optimizer, scaler, position, self.config_dict, rng_states_per_rank)
         for name in names:
             save_training_checkpoint(self.work_dir / name, state)
 
@@ -171,16 +175,17 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     position = TrainingPosition()
     if resume_path is not None:
-        position = restore_training_state(resume_path, model, optimizer, scaler)
+        position = restore_training_state(resume_path, model, optimizer, scaler, rank=context.rank)
         if context.is_main:
             print(f"resumed from {resume_path} at epoch {position.epoch + 1}, iteration {position.global_iteration}")
 
     logger = RunLogger(run.work_dir, enabled=context.is_main)
     try:
-        return _run_epochs(run, model, optimizer, scaler, schedule, position, use_amp, logger)
+        metrics = _run_epochs(run, model, optimizer, scaler, schedule, position, use_amp, logger)
     finally:
         logger.close()
-        barrier()
+    barrier()  # no rank leaves (and tears the process group down) while another still writes
+    return metrics
 
 
 def _run_epochs(
