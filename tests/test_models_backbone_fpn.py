@@ -142,3 +142,15 @@ def test_weights_enum_name_resolves_through_torchvision(monkeypatch: pytest.Monk
     assert len(requested) == 2
     with pytest.raises(ValueError, match="not ResNet-18 weights"):
         ResNetBackbone(18, weights="ResNet50_Weights.IMAGENET1K_V1")
+
+
+def test_fresh_backbone_keeps_batchnorm_statistics_with_norm_eval() -> None:
+    """norm_eval applies from construction, before any train()/eval() call."""
+    import torch
+
+    from ladet.models.backbone import ResNetBackbone
+
+    backbone = ResNetBackbone(depth=18, weights=None, frozen_stages=1, norm_eval=True)
+    before = backbone.layer3[0].bn1.running_mean.clone()
+    backbone(torch.randn(1, 3, 64, 64))
+    assert torch.equal(before, backbone.layer3[0].bn1.running_mean)

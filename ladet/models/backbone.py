@@ -91,6 +91,9 @@ class ResNetBackbone(nn.Module):
         self.layer4 = network.layer4
         self.out_channels: list[int] = RESNET_STAGE_CHANNELS[depth][1:]
         self._freeze_stages()
+        # A freshly built module is in train mode without train() having run: apply norm_eval
+        # now so that no forward before the first train()/eval() call updates BN statistics.
+        self.train(True)
 
     def _frozen_modules(self) -> list[nn.Module]:
         modules: list[nn.Module] = []
