@@ -162,7 +162,7 @@ def _sparse_assign(
     level_sizes: list[tuple[int, int]],
     strides: list[int],
     minimum_iou: Tensor,
-) -> Tensor | None:
+) -> tuple[Tensor, Tensor]:
     """Same answer as :func:`_dense_assign`, computing IoUs only inside each GT's window of anchors.
 
     The anchors of level l form a regular grid (stride s_l, constant size), so the anchors that
@@ -170,8 +170,13 @@ def _sparse_assign(
     anchor area is too different from the GT's); pairs (GT, anchor) are enumerated as a ragged
     list (no loop over GTs). Anchors outside every window have IoU < ``minimum_iou`` with every GT,
     which cannot matter as long as every GT's best IoU reaches ``minimum_iou`` (<= threshold): then
-    neither the threshold step nor the low-quality claims can involve them. Returns None otherwise
-    (the caller retries with a smaller ``minimum_iou`` or falls back to the dense path).
+    neither the threshold step nor the low-quality claims can involve them.
+
+    Returns:
+        ([B, N] local GT index or -1, [G_total] bool ``failed``): the answer is only valid when no
+        GT failed (best IoU found below ``minimum_iou``, or 0); the caller then retries those GTs
+        with ``minimum_iou = 0`` (every anchor that overlaps them) or, if that fails too (a GT
+        overlapping no valid anchor), uses the dense path.
 
     Necessary condition used for the window: IoU >= t needs overlap >= t * max(area_a, area_g), so
     the x-overlap must be >= t * max(area_a, area_g) / min(h_a, h_g) (and likewise for y).
@@ -269,32 +274,33 @@ def _sparse_assign(
     best_per_gt = torch.full((num_gts,), -1.0, device=device).scatter_reduce_(
         0, gt, iou, reduce="amax"
     )  # [G]
-    if bool(((best_per_gt < minimum_iou) | (best_per_gt <= 0)).any()):
-        return None
+    failed = (best_per_gt < minimum_iou) | (best_per_gt <= 0)
     claims = valid & (iou == best_per_gt.index_select(0, gt))
     winner = torch.full((batch_size * num_anchors,), -1, device=device, dtype=torch.long).scatter_reduce_(
         0, flat, torch.where(claims, pair_gt_local, torch.full_like(gt, -1)), reduce="amax"
     )
     assigned = torch.where(winner >= 0, winner, assigned)
-    return assigned.view(batch_size, num_anchors)
+    return assigned.view(batch_size, num_anchors), failed
 
 
 def _window_iou(
     boxes: Tensor, anchors: Tensor, level_sizes: list[tuple[int, int]], iou_threshold: float
 ) -> Tensor:
     """[G] IoU that each GT's anchor window must cover: the threshold, lowered for GTs whose best
-    IoU may stay below it (a GT much smaller or larger than every anchor: its low-quality match
-    is then the anchor at its best IoU). Half the best area ratio over levels is a guess that the
-    caller verifies (the best IoU found must reach it); a wrong guess only costs a retry."""
+    IoU may stay below it (a GT much smaller, larger or more elongated than every anchor: its
+    low-quality match is then the anchor at its best IoU). The guess is half the best IoU a
+    centred anchor of each level could reach; the caller verifies it (the best IoU found must reach
+    it) and retries the GTs where it was wrong."""
     counts = [height * width for height, width in level_sizes]
     first = torch.tensor([sum(counts[:level]) for level in range(len(counts))], device=anchors.device)
     level_anchors = anchors.index_select(0, first)  # [L, 4]
-    anchor_area = (level_anchors[:, 2] - level_anchors[:, 0]) * (
-        level_anchors[:, 3] - level_anchors[:, 1]
-    )  # [L]
-    gt_area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None]  # [G, 1]
-    area_ratio = torch.minimum(gt_area, anchor_area) / torch.maximum(gt_area, anchor_area)  # [G, L]
-    return (0.5 * area_ratio.amax(dim=1)).clamp(max=iou_threshold)
+    anchor_width = level_anchors[:, 2] - level_anchors[:, 0]  # [L]
+    anchor_height = level_anchors[:, 3] - level_anchors[:, 1]
+    gt_width = (boxes[:, 2] - boxes[:, 0])[:, None]  # [G, 1]
+    gt_height = (boxes[:, 3] - boxes[:, 1])[:, None]
+    overlap = torch.minimum(gt_width, anchor_width) * torch.minimum(gt_height, anchor_height)  # [G, L]
+    centred_iou = overlap / (gt_width * gt_height + anchor_width * anchor_height - overlap)
+    return (0.5 * centred_iou.amax(dim=1)).clamp(max=iou_threshold)
 
 
 def pre_assign(
@@ -364,9 +370,9 @@ def pre_assign(
         gt_local = torch.arange(boxes.shape[0], device=device) - offsets[gt_image]
         assigned: Tensor | None = None
         if level_sizes is not None and strides is not None:
-            window_iou = _window_iou(boxes, anchors, level_sizes, iou_threshold)  # [G_total]
-            for minimum_iou in (window_iou, torch.zeros_like(window_iou)):
-                assigned = _sparse_assign(
+            minimum_iou = _window_iou(boxes, anchors, level_sizes, iou_threshold)  # [G_total]
+            for _attempt in range(2):
+                assigned, failed = _sparse_assign(
                     anchors,
                     valid_mask,
                     boxes,
@@ -377,8 +383,11 @@ def pre_assign(
                     strides,
                     minimum_iou,
                 )
-                if assigned is not None:
+                if not bool(failed.any()):  # host sync
                     break
+                # Retry with the full overlap window for the GTs whose guess was wrong.
+                minimum_iou = torch.where(failed, torch.zeros_like(minimum_iou), minimum_iou)
+                assigned = None
         if assigned is None:
             padded_boxes = anchors.new_zeros((batch_size, max_gts, 4))
             gt_present = torch.zeros((batch_size, max_gts), dtype=torch.bool, device=device)

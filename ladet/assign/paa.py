@@ -64,8 +64,21 @@ def _rank_in_segments(sorted_keys: Tensor) -> Tensor:
     return positions - run_start
 
 
+def _float32_order_key(values: Tensor) -> Tensor:
+    """[M] float32 -> [M] int64 in [0, 2^32) with the same order as the values (IEEE bit trick)."""
+    bits = values.contiguous().view(torch.int32).long()
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + 2**31
+
+
 def _stable_order(primary: Tensor, secondary: Tensor) -> Tensor:
-    """Permutation sorting by (primary, secondary, original index) with two stable sorts."""
+    """Permutation sorting by (primary, secondary, original index).
+
+    ``primary``: [M] non-negative long; ``secondary``: [M] values without NaN. float32 values are
+    packed with ``primary`` into one int64 key (one sort); other dtypes use two stable sorts.
+    """
+    if secondary.dtype == torch.float32:
+        key = primary * 2**32 + _float32_order_key(secondary)
+        return torch.sort(key, stable=True).indices
     by_secondary = torch.sort(secondary, stable=True).indices
     by_primary = torch.sort(primary[by_secondary], stable=True).indices
     return by_secondary[by_primary]
@@ -83,24 +96,25 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     num_gts = pre.num_gts
     width = pre.num_levels * topk
     costs64 = costs.to(torch.float64)
-    finite = torch.isfinite(costs64)
-    sortable = torch.where(finite, costs64, torch.full_like(costs64, float("inf")))  # [P]
+    finite = torch.isfinite(costs)
+    sortable = torch.where(finite, costs, torch.full_like(costs, float("inf")))  # [P]
     segment = pre.gt_global * pre.num_levels + pre.level  # [P]
     # Sort by (segment, cost, anchor order): pre-positives are already in anchor order per image.
     order = _stable_order(segment, sortable)  # [P]
-    rank = _rank_in_segments(segment[order])  # [P]
-    keep = (rank < topk) & finite[order]
+    rank = _rank_in_segments(segment.index_select(0, order))  # [P]
+    keep = (rank < topk) & finite.index_select(0, order)
     kept = order[keep]  # [M] pre-positive indices (one host sync: data-dependent size)
-    kept_gt = pre.gt_global[kept]
-    kept_costs = costs64[kept]
-    row_order = _stable_order(kept_gt, kept_costs)  # ascending cost per GT, ties by (level, anchor)
-    kept = kept[row_order]
-    kept_gt = kept_gt[row_order]
+    kept_gt = pre.gt_global.index_select(0, kept)
+    row_order = _stable_order(
+        kept_gt, sortable.index_select(0, kept)
+    )  # ascending per GT, ties by (level, anchor)
+    kept = kept.index_select(0, row_order)
+    kept_gt = kept_gt.index_select(0, row_order)
     column = _rank_in_segments(kept_gt)
     row_costs = torch.full((num_gts, width), float("inf"), dtype=torch.float64, device=device)
     row_mask = torch.zeros((num_gts, width), dtype=torch.bool, device=device)
     pre_index = torch.full((num_gts, width), -1, dtype=torch.long, device=device)
-    row_costs[kept_gt, column] = costs64[kept]
+    row_costs[kept_gt, column] = costs64.index_select(0, kept)
     row_mask[kept_gt, column] = True
     pre_index[kept_gt, column] = kept
     return CandidateRows(costs=row_costs, mask=row_mask, pre_index=pre_index, count=row_mask.sum(dim=1))
