@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +19,6 @@ from ladet.engine.logging import read_log
 FAKES = Path(__file__).with_name("engine_fakes.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as handle:
-        handle.bind(("127.0.0.1", 0))
-        return int(handle.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_once(tmp_path: Path) -> None:
@@ -34,8 +27,7 @@ def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_on
         environment.pop(name, None)
     completed = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-            f"--master_port={_free_port()}", str(FAKES), str(tmp_path), "--images-per-gpu", "2",
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(FAKES), str(tmp_path), "--images-per-gpu", "2",
         ],
         env=environment,
         capture_output=True,
@@ -83,8 +75,7 @@ def test_torchrun_module_entry_point_trains_the_real_pipeline_on_two_processes(t
         environment.pop(name, None)
     completed = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-            f"--master_port={_free_port()}", "-m", "ladet", "train", str(config), "--work-dir", str(tmp_path / "run"),
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ladet", "train", str(config), "--work-dir", str(tmp_path / "run"),
             "--deterministic", "train.eval_interval=0",
         ],
         env=environment,
