@@ -70,3 +70,57 @@ def test_fused_focal_sum_matches_elementwise_focal_loss(probabilities):
     torch.testing.assert_close(
         summed_focal_cost(scores, labels, probabilities, 0.4, 1.5), expected, rtol=1e-5, atol=1e-5
     )
+
+
+def _random_outputs(seed: int, probabilities: bool, scale: float, offset: float):
+    from ladet.models.anchors import AnchorGenerator
+
+    generator = torch.Generator().manual_seed(seed)
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-128 // stride), -(-160 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    valid = anchor_generator.valid_mask(grid, torch.tensor([[128, 160], [96, 128]]))
+    boxes, labels = [], []
+    for count in (5, 3):
+        sizes = torch.exp(torch.empty(count, 2).uniform_(2.5, 5.0, generator=generator))
+        centres = torch.rand(count, 2, generator=generator) * torch.tensor([160.0, 128.0])
+        boxes.append(torch.cat([centres - sizes / 2, centres + sizes / 2], dim=1))
+        labels.append(torch.randint(0, 7, (count,), generator=generator))
+    scores = torch.randn(2, grid.num_anchors, 7, generator=generator) * scale + offset
+    scores[:, ::3] = scores[:, 1::3][:, : scores[:, ::3].shape[1]]  # duplicated rows -> equal costs
+    outputs = HeadOutputs(
+        class_scores=torch.sigmoid(scores) if probabilities else scores,
+        box_deltas=torch.randn(2, grid.num_anchors, 4, generator=generator) * 0.3,
+        iou_logits=None,
+        level_sizes=level_sizes,
+        class_scores_are_probabilities=probabilities,
+    )
+    return outputs, grid, valid, boxes, labels
+
+
+@pytest.mark.parametrize(
+    "probabilities, scale, offset, inject_nan",
+    [(False, 1.0, -4.0, False), (False, 3.0, 0.0, False), (True, 2.0, -2.0, False), (False, 1.0, -4.0, True)],
+)
+def test_candidate_costs_give_the_same_selection_as_all_costs(probabilities, scale, offset, inject_nan):
+    from ladet.assign.costs import candidate_costs
+    from ladet.assign.paa import PAAAssigner, select_positives
+    from ladet.config.schema import AssignerConfig
+
+    outputs, grid, valid, boxes, labels = _random_outputs(7, probabilities, scale, offset)
+    assigner = PAAAssigner(AssignerConfig(), num_classes=7, box_coder=DeltaBoxCoder())
+    pre = assigner.pre_assign(grid, valid, boxes, labels)
+    if inject_nan:  # a NaN logit in some other class of a few pre-positives
+        outputs.class_scores[pre.image_index[::7], pre.anchor_index[::7], 3] = float("nan")
+    full = anchor_costs(outputs, grid, DeltaBoxCoder(), pre)
+    pruned = candidate_costs(outputs, grid, DeltaBoxCoder(), pre, topk=9)
+    computed = torch.isfinite(pruned)
+    if offset < -3.0:  # confident background logits (a trained head): most rows are pruned
+        assert computed.sum() < 0.7 * pre.num_pre_positives
+    assert torch.equal(pruned[computed], full[computed])  # bit-identical where computed
+    positive = select_positives(full, pre)
+    assert positive.any()
+    assert torch.equal(select_positives(pruned, pre), positive)
+    result = assigner.assign(outputs, grid, valid, boxes, labels)
+    assert torch.equal(result.positive_mask[pre.image_index, pre.anchor_index], positive)

@@ -14,11 +14,19 @@ import torch
 from torch import Tensor
 
 from ladet.assign.max_iou import PreAssignment
+from ladet.assign.segments import segment_topk_mask
 from ladet.boxes import aligned_giou
 from ladet.losses.focal import focal_loss
 from ladet.models.outputs import HeadOutputs
 
-__all__ = ["anchor_costs", "summed_focal_cost", "BoxDecoder"]
+__all__ = [
+    "anchor_costs",
+    "candidate_costs",
+    "background_focal_sum",
+    "label_focal_terms",
+    "summed_focal_cost",
+    "BoxDecoder",
+]
 
 
 class BoxDecoder(Protocol):
@@ -31,6 +39,43 @@ class _HasAnchors(Protocol):
     anchors: Tensor
 
 
+def background_focal_sum(
+    class_scores: Tensor, scores_are_probabilities: bool, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """[M, C] -> [M]: sum over ALL classes of the target-0 focal term (1 - alpha) p^gamma (-log(1 - p)).
+
+    One fused pass (exp, log, power, product, sum) instead of the ~15 passes of the element-wise
+    focal loss: -log(1 - sigmoid(z)) = softplus(z) = log(1 + e^z) for logits (exp clamped at z = 30,
+    the excess added back linearly), log clamped at -100 for probabilities (as
+    ``F.binary_cross_entropy``).
+    """
+    negative_weight = (1.0 - alpha) if alpha >= 0 else 1.0
+    if scores_are_probabilities:
+        probability = class_scores.clamp(0.0, 1.0)
+        negative_log = torch.log1p(-probability).clamp_(min=-100.0).neg_()  # [M, C]
+        powered = probability.pow(gamma)
+    else:
+        exponential = class_scores.clamp(max=30.0).exp_()  # [M, C]
+        denominator = exponential + 1.0
+        powered = exponential.div_(denominator)  # sigmoid(z)
+        negative_log = denominator.log_().add_((class_scores - 30.0).clamp_(min=0.0))
+        powered = powered.square_() if gamma == 2.0 else powered.pow_(gamma)
+    return powered.mul_(negative_log).sum(dim=1).mul_(negative_weight)  # [M]
+
+
+def label_focal_terms(
+    label_scores: Tensor, scores_are_probabilities: bool, alpha: float = 0.25, gamma: float = 2.0
+) -> tuple[Tensor, Tensor]:
+    """[M] scores of the GT class -> (target-1 term, target-1 term - target-0 term), each [M].
+
+    Both come from :func:`ladet.losses.focal.focal_loss` itself.
+    """
+    column = label_scores[:, None]  # [M, 1]
+    positive = focal_loss(column, torch.ones_like(column), scores_are_probabilities, alpha, gamma)[:, 0]
+    negative = focal_loss(column, torch.zeros_like(column), scores_are_probabilities, alpha, gamma)[:, 0]
+    return positive, positive - negative
+
+
 def summed_focal_cost(
     class_scores: Tensor,
     labels: Tensor,
@@ -41,11 +86,7 @@ def summed_focal_cost(
     """sum_c FL(score_c, onehot(label)_c) per row, without building the one-hot target.
 
     Written as (sum over all classes of the target-0 term) + (target-1 term - target-0 term) at the
-    label, so the [P, C] work is one fused pass (exp, log, power, product, sum) instead of the ~15
-    passes of the element-wise focal loss; the label column goes through
-    :func:`ladet.losses.focal.focal_loss` itself. Target-0 term: (1 - alpha) * p^gamma * (-log(1 - p)),
-    with -log(1 - sigmoid(z)) = softplus(z) for logits and the log clamped at -100 for
-    probabilities (``F.binary_cross_entropy``). Matches ``focal_loss(...).sum(-1)`` to float rounding.
+    label. Matches ``focal_loss(scores, one_hot).sum(-1)`` to float rounding.
 
     Args:
         class_scores: [P, C] fp32 logits or probabilities.
@@ -55,25 +96,25 @@ def summed_focal_cost(
     Returns:
         [P] fp32.
     """
-    negative_weight = (1.0 - alpha) if alpha >= 0 else 1.0
-    if scores_are_probabilities:
-        probability = class_scores.clamp(0.0, 1.0)
-        negative_log = torch.log1p(-probability).clamp_(min=-100.0).neg_()  # [P, C]
-        powered = probability.pow(gamma)
-    else:
-        # softplus(z) = log(1 + e^z); exp is clamped at z = 30 and the excess added back linearly.
-        exponential = class_scores.clamp(max=30.0).exp_()  # [P, C]
-        denominator = exponential + 1.0
-        powered = exponential.div_(denominator)  # sigmoid(z)
-        negative_log = denominator.log_().add_((class_scores - 30.0).clamp_(min=0.0))
-        powered = powered.square_() if gamma == 2.0 else powered.pow_(gamma)
-    background_sum = powered.mul_(negative_log).sum(dim=1).mul_(negative_weight)  # [P]
-    label_scores = class_scores.gather(1, labels[:, None])  # [P, 1]
-    positive = focal_loss(label_scores, torch.ones_like(label_scores), scores_are_probabilities, alpha, gamma)
-    negative = focal_loss(
-        label_scores, torch.zeros_like(label_scores), scores_are_probabilities, alpha, gamma
+    _, label_term = label_focal_terms(
+        class_scores.gather(1, labels[:, None])[:, 0], scores_are_probabilities, alpha, gamma
     )
-    return background_sum + (positive - negative)[:, 0]
+    return background_focal_sum(class_scores, scores_are_probabilities, alpha, gamma) + label_term
+
+
+def _box_term(
+    outputs: HeadOutputs,
+    grid: _HasAnchors,
+    box_coder: BoxDecoder,
+    pre: PreAssignment,
+    flat: Tensor,
+    box_weight: float,
+) -> Tensor:
+    """[P] box_weight * (1 - GIoU(decoded prediction, GT))."""
+    deltas = outputs.box_deltas.reshape(-1, 4).index_select(0, flat).float()  # [P, 4]
+    anchors = grid.anchors.index_select(0, pre.anchor_index).float()  # [P, 4]
+    decoded = box_coder.decode(anchors, deltas)  # [P, 4]
+    return box_weight * (1.0 - aligned_giou(decoded, pre.box_targets.float()))
 
 
 @torch.no_grad()
@@ -101,14 +142,69 @@ def anchor_costs(
     Returns:
         [P] fp32 costs, ordered like the pre-positives.
     """
-    batch_size, num_anchors, num_classes = outputs.class_scores.shape
+    num_anchors, num_classes = outputs.class_scores.shape[1:]
     flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
     class_scores = outputs.class_scores.reshape(-1, num_classes).index_select(0, flat).float()  # [P, C]
-    deltas = outputs.box_deltas.reshape(-1, 4).index_select(0, flat).float()  # [P, 4]
     classification = summed_focal_cost(
         class_scores, pre.labels, outputs.class_scores_are_probabilities, focal_alpha, focal_gamma
     )  # [P]
-    anchors = grid.anchors.index_select(0, pre.anchor_index).float()  # [P, 4]
-    decoded = box_coder.decode(anchors, deltas)  # [P, 4]
-    giou = aligned_giou(decoded, pre.box_targets.float())  # [P]
-    return classification + box_weight * (1.0 - giou)
+    return classification + _box_term(outputs, grid, box_coder, pre, flat, box_weight)
+
+
+@torch.no_grad()
+def candidate_costs(
+    outputs: HeadOutputs,
+    grid: _HasAnchors,
+    box_coder: BoxDecoder,
+    pre: PreAssignment,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    box_weight: float = 1.3,
+    topk: int = 9,
+) -> Tensor:
+    """The costs :func:`anchor_costs` gives, but only where they can matter to PAA: +inf for every
+    pre-positive that cannot be among the ``topk`` lowest costs of its (GT, level).
+
+    The [P, C] focal sum dominates the cost. Dropping the non-negative sum over the other classes
+    gives a cheap lower bound ``lower = FL(score_k, 1) + box term``. Per (GT, level): exact costs
+    for the ``topk`` lowest bounds; T = the largest of those exact costs (>= the true k-th lowest
+    cost); exact costs for every other member whose bound is <= T (plus a rounding margin). A
+    member left out has cost >= bound > T, so it is not in the top k (ties included). The exact
+    costs are computed with the same operations as :func:`anchor_costs`, so the PAA selection is
+    unchanged. Not for CoLAD, which needs the costs of all candidates (means and stds).
+
+    Returns:
+        [P] fp32, +inf where the cost was not needed.
+    """
+    num_anchors, num_classes = outputs.class_scores.shape[1:]
+    probabilities = outputs.class_scores_are_probabilities
+    flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
+    scores = outputs.class_scores.reshape(-1, num_classes)  # [B*N, C]
+    label_scores = scores.reshape(-1).index_select(0, flat * num_classes + pre.labels).float()  # [P]
+    label_positive, label_term = label_focal_terms(label_scores, probabilities, focal_alpha, focal_gamma)
+    box_term = _box_term(outputs, grid, box_coder, pre, flat, box_weight)  # [P]
+    lower = label_positive + box_term  # [P]
+    lower = torch.where(torch.isnan(lower), torch.full_like(lower, float("inf")), lower)
+    segment = pre.gt_global * pre.num_levels + pre.level  # [P]
+
+    def exact(indices: Tensor) -> Tensor:
+        rows = scores.index_select(0, flat.index_select(0, indices)).float()  # [M, C]
+        background = background_focal_sum(rows, probabilities, focal_alpha, focal_gamma)
+        return (background + label_term.index_select(0, indices)) + box_term.index_select(0, indices)
+
+    costs = torch.full_like(lower, float("inf"))
+    first = torch.nonzero(segment_topk_mask(segment, lower, topk)).flatten()  # host sync (size)
+    first_costs = exact(first)
+    costs[first] = first_costs
+    threshold = torch.full((pre.num_gts * pre.num_levels,), -float("inf"), device=lower.device)
+    # A NaN exact cost leaves its segment's k-th cost unknown: no pruning there (threshold +inf).
+    finite_first = torch.where(
+        torch.isnan(first_costs), torch.full_like(first_costs, float("inf")), first_costs
+    )
+    threshold.scatter_reduce_(0, segment.index_select(0, first), finite_first, reduce="amax")
+    threshold = threshold + 1e-5 * (1.0 + threshold.abs())  # rounding margin: a few extra rows at most
+    second_mask = (lower <= threshold.index_select(0, segment)) & torch.isinf(costs) & torch.isfinite(lower)
+    second = torch.nonzero(second_mask).flatten()  # host sync (size)
+    if second.numel():
+        costs[second] = exact(second)
+    return costs
