@@ -68,18 +68,17 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     num_gts = pre.num_gts
     width = pre.num_levels * topk
     costs64 = costs.to(torch.float64)
-    finite = torch.isfinite(costs)
-    sortable = torch.where(finite, costs, torch.full_like(costs, float("inf")))  # [P]
-    segment = pre.gt_global * pre.num_levels + pre.level  # [P]
+    # Non-finite costs are never candidates: drop them first (one host sync: data-dependent size).
+    finite = torch.nonzero(torch.isfinite(costs)).flatten()  # [F] pre-positive indices, ascending
+    finite_costs = costs.index_select(0, finite)
+    segment = (pre.gt_global * pre.num_levels + pre.level).index_select(0, finite)  # [F]
     # Sort by (segment, cost, anchor order): pre-positives are already in anchor order per image.
-    order = stable_order(segment, sortable)  # [P]
-    rank = rank_in_segments(segment.index_select(0, order))  # [P]
-    keep = (rank < topk) & finite.index_select(0, order)
-    kept = order[keep]  # [M] pre-positive indices (one host sync: data-dependent size)
+    order = stable_order(segment, finite_costs)  # [F]
+    rank = rank_in_segments(segment.index_select(0, order))  # [F]
+    kept = finite.index_select(0, order[rank < topk])  # [M] pre-positive indices (host sync)
     kept_gt = pre.gt_global.index_select(0, kept)
-    row_order = stable_order(
-        kept_gt, sortable.index_select(0, kept)
-    )  # ascending per GT, ties by (level, anchor)
+    # ascending cost per GT, ties by (level, anchor)
+    row_order = stable_order(kept_gt, costs.index_select(0, kept))
     kept = kept.index_select(0, row_order)
     kept_gt = kept_gt.index_select(0, row_order)
     column = rank_in_segments(kept_gt)
