@@ -158,3 +158,27 @@ def test_whole_assigner_matches_per_gt_sklearn_reference():
                 assert len(ours ^ expected) == 1 and len(ours | expected) == 2, (seed, gt, ours, expected)
     assert compared == 60 and identical >= compared - 3, (identical, tie_cases)
     assert identical > 0
+
+
+def test_segment_helpers_order_keys_and_ranks():
+    from ladet.assign.segments import float32_order_key, rank_in_segments, segment_topk_mask, stable_order
+
+    values = torch.tensor([3.0, -1.0, float("inf"), -0.0, 0.0, 1e-30, -1e30, 2.5])
+    keys = float32_order_key(values)
+    assert torch.argsort(keys).tolist() == [6, 1, 3, 4, 5, 7, 0, 2]
+    segment = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
+    # by (segment, value, index): segment 0 -> -1 (1), -0 (3), 1e-30 (5), 2.5 (7); segment 1 -> -1e30 (6), 0 (4), 3 (0), inf (2)
+    assert stable_order(segment, values).tolist() == [1, 3, 5, 7, 6, 4, 0, 2]
+    # float64 path (two stable sorts); -0.0 and 0.0 are in different segments here, same answer
+    assert stable_order(segment, values.double()).tolist() == [1, 3, 5, 7, 6, 4, 0, 2]
+    assert rank_in_segments(torch.tensor([0, 0, 2, 2, 2, 5])).tolist() == [0, 1, 0, 1, 2, 0]
+    assert segment_topk_mask(segment, values, 2).tolist() == [
+        False,
+        True,
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]

@@ -134,7 +134,7 @@ def fit_two_component_gmm(
     max_iterations: int = 100,
     tolerance: float = 1e-3,
     reg_covar: float = 1e-6,
-    check_every: int = 4,
+    check_every: int | None = None,
 ) -> GaussianMixtureFit:
     """Fits a two-component 1-D mixture to every row, all rows at once.
 
@@ -145,9 +145,10 @@ def fit_two_component_gmm(
         max_iterations: sklearn ``max_iter``.
         tolerance: sklearn ``tol`` on the change of the mean log-likelihood.
         reg_covar: added to every variance.
-        check_every: the loop asks the device "are all rows converged?" only every this many
-            iterations (a host synchronisation on GPU). Rows that converged are frozen, so extra
-            iterations never change the answer.
+        check_every: the loop asks "are all rows converged?" (and drops finished rows from the
+            working set) only every this many iterations: a host synchronisation on GPU. Default:
+            every iteration on CPU (free there), every 4 on other devices. Rows that converged are
+            frozen, so extra iterations never change the answer.
 
     Returns:
         :class:`GaussianMixtureFit`.
@@ -198,6 +199,8 @@ def fit_two_component_gmm(
         converged=converged.clone(),
     )
     samples, weights_mask, inverse_count = samples_all, mask_all, 1.0 / safe_count
+    if check_every is None:
+        check_every = 1 if device.type == "cpu" else 4
     for iteration in range(max_iterations):
         if iteration % check_every == 0:
             num_active = int(state.active.sum())  # host sync, once per check_every iterations

@@ -176,10 +176,14 @@ class PAAAssigner:
         box_coder: decodes anchors + deltas (``DeltaBoxCoder``).
         focal_alpha, focal_gamma: focal parameters of the classification cost.
 
-    Example:
-        >>> assigner = PAAAssigner(AssignerConfig(), num_classes=80, box_coder=DeltaBoxCoder())
-        >>> result = assigner.assign(outputs.detach(), grid, valid_mask, batch.gt_boxes, batch.gt_labels)
-        >>> result.labels.shape  # [B, N]
+    Example::
+
+        assigner = PAAAssigner(AssignerConfig(), num_classes=80, box_coder=DeltaBoxCoder())
+        result = assigner.assign(teacher_outputs, grid, valid_mask, batch.gt_boxes, batch.gt_labels)
+        result.labels  # [B, N], background = 80
+
+    LAD passes the teacher's outputs; CoLAD calls :meth:`pre_assign`, :meth:`costs` for both
+    networks, ``choose_costs_std_mean``, :meth:`select_positives` and :meth:`build_result`.
     """
 
     def __init__(
