@@ -111,10 +111,12 @@ def test_bad_gt_boxes_raise_naming_image_box_and_value(box, text):
     assert "image 1" in message and "GT box 1" in message and text in message
 
 
-def test_sparse_windowed_path_matches_dense_and_per_gt_reference():
+@pytest.mark.parametrize("seed, snap", [(3, False), (4, False), (5, True), (6, True)])
+def test_sparse_windowed_path_matches_dense_and_per_gt_reference(seed, snap):
     """The fast path (anchor windows) vs the dense tensor vs a per-image/per-GT loop, on a real grid
-    with tiny, huge, overlapping, out-of-image and duplicated GTs and partial valid masks."""
-    generator = torch.Generator().manual_seed(3)
+    with tiny, huge, elongated, overlapping, out-of-image and duplicated GTs, partial valid masks,
+    and (snap) boxes on the 8-px grid, whose edges coincide with anchor edges."""
+    generator = torch.Generator().manual_seed(seed)
     strides = [8, 16, 32, 64, 128]
     level_sizes = [(-(-160 // stride), -(-224 // stride)) for stride in strides]
     anchor_generator = AnchorGenerator(strides, 8.0)
@@ -125,6 +127,9 @@ def test_sparse_windowed_path_matches_dense_and_per_gt_reference():
         sizes = torch.exp(torch.empty(count, 2).uniform_(0.5, 6.0, generator=generator))  # 1.6 .. 400 px
         centres = torch.rand(count, 2, generator=generator) * torch.tensor([260.0, 200.0]) - 20.0
         image_boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], dim=1)
+        if snap:
+            image_boxes = (image_boxes / 8).round() * 8
+            image_boxes[:, 2:] = torch.maximum(image_boxes[:, 2:], image_boxes[:, :2] + 8)
         if count:
             image_boxes[-1] = image_boxes[0]  # exact duplicate GT: the later one wins every tie
         boxes.append(image_boxes)

@@ -213,18 +213,20 @@ def _sparse_assign(
     possible = (overlap_x <= torch.minimum(gt_width, 2 * half_width)) & (
         overlap_y <= torch.minimum(gt_height, 2 * half_height)
     )  # [G, L]
-    # Index range of those anchors, one cell of slack on both sides.
-    column_min = (torch.floor((gts[..., 0] + overlap_x - half_width - centre_x) / stride).long() - 1).clamp(
-        min=0
+    # Index range of those anchors: j*s + c0 - w/2 <= x2 - overlap_x and j*s + c0 + w/2 >= x1 + overlap_x
+    # (computed in float64 with a small slack in index units; the IoU bound is already relaxed).
+    slack = 1e-3
+    column_min = (
+        torch.ceil((gts[..., 0] + overlap_x - half_width - centre_x) / stride - slack).long().clamp(min=0)
     )
     column_max = torch.minimum(
-        torch.ceil((gts[..., 2] - overlap_x + half_width - centre_x) / stride).long() + 1, widths - 1
+        torch.floor((gts[..., 2] - overlap_x + half_width - centre_x) / stride + slack).long(), widths - 1
     )
-    row_min = (torch.floor((gts[..., 1] + overlap_y - half_height - centre_y) / stride).long() - 1).clamp(
-        min=0
+    row_min = (
+        torch.ceil((gts[..., 1] + overlap_y - half_height - centre_y) / stride - slack).long().clamp(min=0)
     )
     row_max = torch.minimum(
-        torch.ceil((gts[..., 3] - overlap_y + half_height - centre_y) / stride).long() + 1, heights - 1
+        torch.floor((gts[..., 3] - overlap_y + half_height - centre_y) / stride + slack).long(), heights - 1
     )
     num_columns = (column_max - column_min + 1).clamp(min=0) * possible  # [G, L]
     num_rows = (row_max - row_min + 1).clamp(min=0)
