@@ -1,9 +1,10 @@
 """IoU pre-assignment of PAA (mmdet ``MaxIoUAssigner`` semantics, ALGORITHMS.md §1.5 A), batched.
 
 Every valid anchor ends either pre-positive (IoU >= threshold with some GT, or claimed by a GT in
-the low-quality pass) or negative. The whole batch is handled at once: GTs are padded to the
-largest GT count of the batch and one [B, G_max, N] IoU tensor is built; there is no Python loop
-over GTs.
+the low-quality pass) or negative. The whole batch is handled at once, with no Python loop over
+GTs: either IoUs between each GT and the anchors of its window only (``anchor_windows.py``, the
+fast path used with an ``AnchorGrid``), or one dense [B, G_max, N] IoU tensor (GTs padded to the
+batch maximum). Both give the same answer.
 
 Worked example (one image, threshold 0.1, anchors a0..a2, GTs g0, g1)::
 
@@ -11,10 +12,10 @@ Worked example (one image, threshold 0.1, anchors a0..a2, GTs g0, g1)::
     g0   0.50  0.05  0.00
     g1   0.20  0.05  0.00
 
-    step 1/2: a0 -> g0 (max 0.5 >= 0.1); a1, a2 negative (max < 0.1)
-    low-quality: best(g0) = 0.5 claims a0; best(g1) = 0.2 claims nothing new (a0 has 0.2 with g1,
-    and 0.2 == best(g1), so g1 claims a0 and, being later, overwrites g0).
-    result: a0 -> g1, a1 and a2 negative.
+    threshold step: a0 -> g0 (max 0.5 >= 0.1); a1, a2 negative (max < 0.1)
+    low-quality pass: g0's best IoU 0.5 is reached at a0 -> g0 claims a0; g1's best IoU 0.2 is
+    also reached at a0 -> g1 claims a0 and, being the later GT, overwrites g0.
+    result: a0 -> g1; a1 and a2 negative.
 """
 
 from __future__ import annotations
