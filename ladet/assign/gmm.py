@@ -61,71 +61,53 @@ def _weighted_log_prob(values: Tensor, means: Tensor, variances: Tensor, log_wei
     return (squared + (_LOG_TWO_PI + variances.log())).mul_(-0.5).add_(log_weights)
 
 
-@dataclass
-class _EMState:
-    """Parameters and bookkeeping of the rows being iterated ([R, 2, 1] / [R])."""
-
-    means: Tensor
-    variances: Tensor
-    log_weights: Tensor
-    previous_bound: Tensor
-    active: Tensor
-    num_iterations: Tensor
-    converged: Tensor
-
-    def select(self, keep: Tensor) -> _EMState:
-        return _EMState(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
-
-    def write_back(
-        self,
-        rows: Tensor,
-        means: Tensor,
-        variances: Tensor,
-        log_weights: Tensor,
-        num_iterations: Tensor,
-        converged: Tensor,
-    ) -> None:
-        means.index_copy_(0, rows, self.means)
-        variances.index_copy_(0, rows, self.variances)
-        log_weights.index_copy_(0, rows, self.log_weights)
-        num_iterations.index_copy_(0, rows, self.num_iterations)
-        converged.index_copy_(0, rows, self.converged)
-
-
-def _em_iteration(
-    state: _EMState,
+def _em_iterations(
+    params: Tensor,
+    bounds: Tensor,
     samples: Tensor,
     weights_mask: Tensor,
     inverse_count: Tensor,
-    tolerance: float,
     reg_covar: float,
 ) -> None:
-    """One sklearn EM iteration on the working rows, in place; stopped rows keep their parameters.
+    """Runs ``params.shape[0] - 1`` sklearn EM iterations on the working rows, recording every step.
+
+    No row is frozen here: iteration t reads ``params[t]`` and writes the E-step bound to
+    ``bounds[t + 1]`` and the M-step parameters to ``params[t + 1]`` (``out=`` writes, no extra
+    copies). The caller finds each row's first converged step afterwards; a row's arithmetic never
+    depends on the other rows, so iterating past convergence changes nothing.
 
     Args:
+        params: [T + 1, R, 3, 2, 1] float64, (means, variances, log weights) per step; ``params[0]``
+            is the input.
+        bounds: [T + 1, R] float64 mean log-likelihoods; ``bounds[0]`` is the previous bound.
         samples: [R, 1, K] float64 (0 on masked entries); weights_mask: [R, 1, K] 1.0 / 0.0;
         inverse_count: [R] 1 / number of valid entries.
     """
-    # E-step with the current parameters; its mean log-likelihood is the convergence bound.
-    weighted = _weighted_log_prob(samples, state.means, state.variances, state.log_weights)  # [R, 2, K]
-    normaliser = torch.logaddexp(weighted[:, 0], weighted[:, 1])  # [R, K]
-    bound = (normaliser * weights_mask[:, 0]).sum(dim=1) * inverse_count  # [R]
-    responsibilities = weighted.sub_(normaliser[:, None]).exp_().mul_(weights_mask)  # [R, 2, K]
-    # M-step (centred variance).
-    component_mass = responsibilities.sum(dim=2, keepdim=True) + 10.0 * _FLOAT64_EPS  # [R, 2, 1]
-    new_means = (responsibilities * samples).sum(dim=2, keepdim=True) / component_mass
-    spread = (samples - new_means).square_().mul_(responsibilities).sum(dim=2, keepdim=True)
-    new_variances = spread / component_mass + reg_covar
-    new_log_weights = (component_mass / component_mass.sum(dim=1, keepdim=True)).log_()
-    update = state.active[:, None, None]
-    state.means = torch.where(update, new_means, state.means)
-    state.variances = torch.where(update, new_variances, state.variances)
-    state.log_weights = torch.where(update, new_log_weights, state.log_weights)
-    state.num_iterations += state.active
-    just_converged = state.active & ((bound - state.previous_bound).abs() < tolerance)
-    state.converged |= just_converged
-    state.previous_bound = torch.where(state.active, bound, state.previous_bound)
-    state.active &= ~just_converged
+    mask = weights_mask[:, 0]  # [R, K]
+    # Per-step views, made once: (means, variances, log weights) of every step, [R, 2, 1] each.
+    means, variances, log_weights = (history.unbind(0) for history in params.unbind(2))
+    step_bounds = bounds.unbind(0)
+    reg = torch.tensor(reg_covar, dtype=params.dtype, device=params.device)
+    for step in range(params.shape[0] - 1):
+        # E-step with the current parameters; its mean log-likelihood is the convergence bound.
+        # Same roundings as _weighted_log_prob, in fewer ops: w + (-1/2) * (log 2pi v + (x - mu)^2 / v).
+        difference = samples - means[step]  # [R, 2, K]
+        weighted = difference.mul_(difference)  # (x - mu)^2 (x * x: as square, cheaper to dispatch)
+        torch.addcdiv(variances[step].log().add_(_LOG_TWO_PI), weighted, variances[step], out=weighted)
+        torch.add(log_weights[step], weighted, alpha=-0.5, out=weighted)
+        first, second = weighted.unbind(1)
+        normaliser = torch.logaddexp(first, second)  # [R, K]
+        torch.mul((normaliser * mask).sum(dim=1), inverse_count, out=step_bounds[step + 1])
+        responsibilities = weighted.sub_(normaliser[:, None]).exp_().mul_(weights_mask)  # [R, 2, K]
+        # M-step (centred variance).
+        component_mass = responsibilities.sum(dim=2, keepdim=True).add_(10.0 * _FLOAT64_EPS)  # [R, 2, 1]
+        new_means = torch.div(
+            (responsibilities * samples).sum(dim=2, keepdim=True), component_mass, out=means[step + 1]
+        )
+        difference = samples - new_means
+        spread = difference.mul_(difference).mul_(responsibilities).sum(dim=2, keepdim=True)
+        torch.addcdiv(reg, spread, component_mass, out=variances[step + 1])
+        torch.log(component_mass / component_mass.sum(dim=1, keepdim=True), out=log_weights[step + 1])
 
 
 def fit_two_component_gmm(
@@ -145,10 +127,11 @@ def fit_two_component_gmm(
         max_iterations: sklearn ``max_iter``.
         tolerance: sklearn ``tol`` on the change of the mean log-likelihood.
         reg_covar: added to every variance.
-        check_every: the loop asks "are all rows converged?" (and drops finished rows from the
-            working set) only every this many iterations: a host synchronisation on GPU. Default:
-            every iteration on CPU (free there), every 4 on other devices. Rows that converged are
-            frozen, so extra iterations never change the answer.
+        check_every: the loop looks for converged rows (writes back the parameters of each row's
+            first converged iteration and drops finished rows from the working set) only every this
+            many iterations: one host synchronisation, and no per-iteration bookkeeping ops. Rows
+            are independent, so iterating a row past its convergence never changes the answer.
+            Default 6.
 
     Returns:
         :class:`GaussianMixtureFit`.
@@ -187,32 +170,37 @@ def fit_two_component_gmm(
     samples_all = clean[:, None, :]  # [G, 1, K]
     mask_all = mask64[:, None, :]  # [G, 1, K]
 
-    # Working set: the rows still iterating (compacted when at least half of them have stopped).
-    rows = torch.arange(num_rows, device=device)  # [R] indices into the full batch
-    state = _EMState(
-        means=means.clone(),
-        variances=variances.clone(),
-        log_weights=log_weights.clone(),
-        previous_bound=torch.full((num_rows,), -float("inf"), dtype=torch.float64, device=device),
-        active=has_values.clone(),
-        num_iterations=num_iterations.clone(),
-        converged=converged.clone(),
-    )
-    samples, weights_mask, inverse_count = samples_all, mask_all, 1.0 / safe_count
+    # Working set: the rows still iterating. Every ``check_every`` iterations the first converged
+    # step of every row is found, its parameters are written back, and finished rows are dropped.
     if check_every is None:
-        check_every = 1 if device.type == "cpu" else 4
-    for iteration in range(max_iterations):
-        if iteration % check_every == 0:
-            num_active = int(state.active.sum())  # host sync, once per check_every iterations
-            if num_active == 0:
-                break
-            if num_active <= rows.shape[0] // 2:
-                state.write_back(rows, means, variances, log_weights, num_iterations, converged)
-                keep = torch.nonzero(state.active).flatten()
-                rows, state = rows[keep], state.select(keep)
-                samples, weights_mask, inverse_count = samples[keep], weights_mask[keep], inverse_count[keep]
-        _em_iteration(state, samples, weights_mask, inverse_count, tolerance, reg_covar)
-    state.write_back(rows, means, variances, log_weights, num_iterations, converged)
+        check_every = 6
+    rows = torch.nonzero(has_values).flatten()  # [R] indices into the full batch (host sync)
+    fitted = torch.stack([means, variances, log_weights], dim=1)  # [G, 3, 2, 1], written back per check
+    params = fitted.index_select(0, rows)  # [R, 3, 2, 1]
+    previous_bound = torch.full((rows.shape[0],), -float("inf"), dtype=torch.float64, device=device)
+    samples, weights_mask = samples_all.index_select(0, rows), mask_all.index_select(0, rows)
+    inverse_count = (1.0 / safe_count).index_select(0, rows)
+    done = 0
+    while rows.shape[0] > 0 and done < max_iterations:
+        steps = min(check_every, max_iterations - done)
+        history = params.new_empty((steps + 1, *params.shape))  # [T + 1, R, 3, 2, 1]
+        history[0] = params
+        bounds = previous_bound.new_empty((steps + 1, rows.shape[0]))  # [T + 1, R]
+        bounds[0] = previous_bound
+        _em_iterations(history, bounds, samples, weights_mask, inverse_count, reg_covar)
+        stopped = (bounds[1:] - bounds[:-1]).abs_() < tolerance  # [T, R]
+        row_converged = stopped.any(dim=0)  # [R]
+        # Step whose parameters the row keeps: its first converged step, else the last one.
+        kept_step = torch.where(row_converged, stopped.byte().argmax(dim=0) + 1, steps)  # [R]
+        fitted.index_copy_(0, rows, history[kept_step, torch.arange(rows.shape[0], device=device)])
+        num_iterations.index_copy_(0, rows, kept_step + done)
+        converged.index_copy_(0, rows, row_converged)
+        done += steps
+        keep = torch.nonzero(~row_converged).flatten()  # host sync, once per check_every iterations
+        rows, params, previous_bound = rows[keep], history[steps].index_select(0, keep), bounds[steps][keep]
+        samples, weights_mask = samples.index_select(0, keep), weights_mask.index_select(0, keep)
+        inverse_count = inverse_count.index_select(0, keep)
+    means, variances, log_weights = fitted.unbind(1)  # [G, 2, 1] each
 
     samples = samples_all
     weighted = _weighted_log_prob(samples, means, variances, log_weights)  # [G, 2, K]
