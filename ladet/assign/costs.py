@@ -23,6 +23,7 @@ __all__ = [
     "anchor_costs",
     "candidate_costs",
     "background_focal_sum",
+    "label_focal_term",
     "label_focal_terms",
     "summed_focal_cost",
     "BoxDecoder",
@@ -63,6 +64,15 @@ def background_focal_sum(
     return powered.mul_(negative_log).sum(dim=1).mul_(negative_weight)  # [M]
 
 
+def label_focal_term(
+    label_scores: Tensor, target: float, scores_are_probabilities: bool, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """[M] scores of the GT class -> [M] focal term for target ``target`` (1.0 or 0.0), from
+    :func:`ladet.losses.focal.focal_loss` itself (element-wise, so any subset gives the same values)."""
+    column = label_scores[:, None]  # [M, 1]
+    return focal_loss(column, torch.full_like(column, target), scores_are_probabilities, alpha, gamma)[:, 0]
+
+
 def label_focal_terms(
     label_scores: Tensor, scores_are_probabilities: bool, alpha: float = 0.25, gamma: float = 2.0
 ) -> tuple[Tensor, Tensor]:
@@ -70,9 +80,8 @@ def label_focal_terms(
 
     Both come from :func:`ladet.losses.focal.focal_loss` itself.
     """
-    column = label_scores[:, None]  # [M, 1]
-    positive = focal_loss(column, torch.ones_like(column), scores_are_probabilities, alpha, gamma)[:, 0]
-    negative = focal_loss(column, torch.zeros_like(column), scores_are_probabilities, alpha, gamma)[:, 0]
+    positive = label_focal_term(label_scores, 1.0, scores_are_probabilities, alpha, gamma)
+    negative = label_focal_term(label_scores, 0.0, scores_are_probabilities, alpha, gamma)
     return positive, positive - negative
 
 
@@ -181,7 +190,7 @@ def candidate_costs(
     flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
     scores = outputs.class_scores.reshape(-1, num_classes)  # [B*N, C]
     label_scores = scores.reshape(-1).index_select(0, flat * num_classes + pre.labels).float()  # [P]
-    label_positive, label_term = label_focal_terms(label_scores, probabilities, focal_alpha, focal_gamma)
+    label_positive = label_focal_term(label_scores, 1.0, probabilities, focal_alpha, focal_gamma)  # [P]
     box_term = _box_term(outputs, grid, box_coder, pre, flat, box_weight)  # [P]
     lower = label_positive + box_term  # [P]
     lower = torch.where(torch.isnan(lower), torch.full_like(lower, float("inf")), lower)
@@ -190,7 +199,9 @@ def candidate_costs(
     def exact(indices: Tensor) -> Tensor:
         rows = scores.index_select(0, flat.index_select(0, indices)).float()  # [M, C]
         background = background_focal_sum(rows, probabilities, focal_alpha, focal_gamma)
-        return (background + label_term.index_select(0, indices)) + box_term.index_select(0, indices)
+        positive = label_positive.index_select(0, indices)
+        negative = label_focal_term(label_scores.index_select(0, indices), 0.0, probabilities, focal_alpha, focal_gamma)
+        return (background + (positive - negative)) + box_term.index_select(0, indices)
 
     costs = torch.full_like(lower, float("inf"))
     first = torch.nonzero(segment_topk_mask(segment, lower, topk)).flatten()  # host sync (size)
