@@ -71,10 +71,11 @@ def _em_iterations(
 ) -> None:
     """Runs ``params.shape[0] - 1`` sklearn EM iterations on the working rows, recording every step.
 
-    No row is frozen here: iteration t reads ``params[t]`` and writes the E-step bound to
-    ``bounds[t + 1]`` and the M-step parameters to ``params[t + 1]`` (``out=`` writes, no extra
-    copies). The caller finds each row's first converged step afterwards; a row's arithmetic never
-    depends on the other rows, so iterating past convergence changes nothing.
+    No row is frozen here: iteration t reads ``params[t]`` and writes the M-step parameters to
+    ``params[t + 1]`` and the E-step bound to ``bounds[t + 1]`` (``out=`` writes into preallocated
+    buffers; the bounds of all steps are reduced at once at the end). The caller finds each row's
+    first converged step afterwards; a row's arithmetic never depends on the other rows, so
+    iterating past convergence changes nothing.
 
     Args:
         params: [T + 1, R, 3, 2, 1] float64, (means, variances, log weights) per step; ``params[0]``
@@ -83,31 +84,33 @@ def _em_iterations(
         samples: [R, 1, K] float64 (0 on masked entries); weights_mask: [R, 1, K] 1.0 / 0.0;
         inverse_count: [R] 1 / number of valid entries.
     """
-    mask = weights_mask[:, 0]  # [R, K]
+    num_steps = params.shape[0] - 1
     # Per-step views, made once: (means, variances, log weights) of every step, [R, 2, 1] each.
     means, variances, log_weights = (history.unbind(0) for history in params.unbind(2))
-    step_bounds = bounds.unbind(0)
+    normalisers = samples.new_empty((num_steps, *samples.shape))  # [T, R, 1, K] log mixture densities
     reg = torch.tensor(reg_covar, dtype=params.dtype, device=params.device)
-    for step in range(params.shape[0] - 1):
-        # E-step with the current parameters; its mean log-likelihood is the convergence bound.
-        # Same roundings as _weighted_log_prob, in fewer ops: w + (-1/2) * (log 2pi v + (x - mu)^2 / v).
-        difference = samples - means[step]  # [R, 2, K]
-        weighted = difference.mul_(difference)  # (x - mu)^2 (x * x: as square, cheaper to dispatch)
+    weighted = samples.new_empty((samples.shape[0], 2, samples.shape[2]))  # [R, 2, K] work buffers
+    product = torch.empty_like(weighted)
+    first, second = weighted.split(1, dim=1)  # [R, 1, K] each
+    for step, normaliser in enumerate(normalisers.unbind(0)):
+        # E-step with the current parameters. Same roundings as _weighted_log_prob, in fewer ops:
+        # w + (-1/2) * (log 2pi v + (x - mu)^2 / v).
+        torch.sub(samples, means[step], out=weighted)
+        weighted.mul_(weighted)  # (x - mu)^2 (x * x: as square, cheaper to dispatch)
         torch.addcdiv(variances[step].log().add_(_LOG_TWO_PI), weighted, variances[step], out=weighted)
         torch.add(log_weights[step], weighted, alpha=-0.5, out=weighted)
-        first, second = weighted.unbind(1)
-        normaliser = torch.logaddexp(first, second)  # [R, K]
-        torch.mul((normaliser * mask).sum(dim=1), inverse_count, out=step_bounds[step + 1])
-        responsibilities = weighted.sub_(normaliser[:, None]).exp_().mul_(weights_mask)  # [R, 2, K]
+        torch.logaddexp(first, second, out=normaliser)  # [R, 1, K]
+        responsibilities = weighted.sub_(normaliser).exp_().mul_(weights_mask)  # [R, 2, K]
         # M-step (centred variance).
         component_mass = responsibilities.sum(dim=2, keepdim=True).add_(10.0 * _FLOAT64_EPS)  # [R, 2, 1]
-        new_means = torch.div(
-            (responsibilities * samples).sum(dim=2, keepdim=True), component_mass, out=means[step + 1]
-        )
-        difference = samples - new_means
-        spread = difference.mul_(difference).mul_(responsibilities).sum(dim=2, keepdim=True)
+        torch.mul(responsibilities, samples, out=product)
+        new_means = torch.div(product.sum(dim=2, keepdim=True), component_mass, out=means[step + 1])
+        torch.sub(samples, new_means, out=product)
+        spread = product.mul_(product).mul_(responsibilities).sum(dim=2, keepdim=True)
         torch.addcdiv(reg, spread, component_mass, out=variances[step + 1])
         torch.log(component_mass / component_mass.sum(dim=1, keepdim=True), out=log_weights[step + 1])
+    # The bound of every step: mean log-likelihood over the valid entries (same reduction per row).
+    torch.mul(normalisers.mul_(weights_mask).sum(dim=3)[:, :, 0], inverse_count, out=bounds[1:])
 
 
 def fit_two_component_gmm(
@@ -131,7 +134,7 @@ def fit_two_component_gmm(
             first converged iteration and drops finished rows from the working set) only every this
             many iterations: one host synchronisation, and no per-iteration bookkeeping ops. Rows
             are independent, so iterating a row past its convergence never changes the answer.
-            Default 6.
+            Default 8.
 
     Returns:
         :class:`GaussianMixtureFit`.
@@ -173,7 +176,7 @@ def fit_two_component_gmm(
     # Working set: the rows still iterating. Every ``check_every`` iterations the first converged
     # step of every row is found, its parameters are written back, and finished rows are dropped.
     if check_every is None:
-        check_every = 6
+        check_every = 8
     rows = torch.nonzero(has_values).flatten()  # [R] indices into the full batch (host sync)
     fitted = torch.stack([means, variances, log_weights], dim=1)  # [G, 3, 2, 1], written back per check
     params = fitted.index_select(0, rows)  # [R, 3, 2, 1]
