@@ -47,3 +47,19 @@ def test_optimizer_is_sgd_over_trainable_parameters_only() -> None:
     module.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(list(module.parameters()), TrainConfig(), base_lr=0.5)
+
+
+def test_optimizer_choice_builds_sgd_or_adamw_and_validation_refuses_others() -> None:
+    import pytest
+    import torch
+
+    from ladet.config import ConfigError, load_config
+    from ladet.config.schema import TrainConfig
+    from ladet.engine.schedule import build_optimizer
+
+    parameters = [torch.nn.Parameter(torch.zeros(3))]
+    assert isinstance(build_optimizer(parameters, TrainConfig(), 0.01), torch.optim.SGD)
+    adamw = build_optimizer(parameters, TrainConfig(optimizer="adamw", weight_decay=0.05), 0.001)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.05
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        load_config("configs/paa/paa_r50_fpn_1x_coco.yaml", ["train.optimizer=adam"])

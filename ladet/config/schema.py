@@ -168,7 +168,9 @@ class TrainConfig:
     lr: float = 0.01  # for base_batch_size images; scaled linearly to the real total batch
     base_batch_size: int = 16
     scale_lr: bool = True
-    momentum: float = 0.9
+    # "sgd" (the paper's setting) or "adamw" (converges faster from a random init: demo configs)
+    optimizer: str = "sgd"
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
     warmup_iters: int = 500
     warmup_ratio: float = 0.001

@@ -19,6 +19,7 @@ __all__ = [
     "BOX_LOSS_WEIGHTINGS",
     "COLAD_CRITERIA",
     "EVALUATE_NETWORKS",
+    "OPTIMIZERS",
     "HEAD_TYPES",
     "METHODS_WITH_TEACHER",
     "METHOD_NAMES",
@@ -31,6 +32,7 @@ HEAD_TYPES = ("paa", "iop", "cop")
 BACKBONE_DEPTHS = (18, 34, 50, 101)
 BOX_LOSS_WEIGHTINGS = ("iou", "mean")
 EVALUATE_NETWORKS = ("first", "second")
+OPTIMIZERS = ("sgd", "adamw")
 COLAD_CRITERIA = ("std_mean",)
 
 
@@ -58,6 +60,7 @@ def validate_config(
     _choice(model.loss.box_loss_weighting, BOX_LOSS_WEIGHTINGS, "model.loss.box_loss_weighting", problems)
     _choice(method.colad.evaluate_network, EVALUATE_NETWORKS, "method.colad.evaluate_network", problems)
     _choice(method.colad.criterion, COLAD_CRITERIA, "method.colad.criterion", problems)
+    _choice(train.optimizer, OPTIMIZERS, "train.optimizer", problems)
     if not -1 <= model.backbone.frozen_stages <= 4:
         problems.append(f"key 'model.backbone.frozen_stages': {model.backbone.frozen_stages} not in [-1, 4]")
     if method.name in METHODS_WITH_TEACHER and (method.teacher is None or not method.teacher.config):

@@ -63,11 +63,20 @@ class StepSchedule:
         return learning_rate
 
 
-def build_optimizer(parameters: list[torch.nn.Parameter], train_config: TrainConfig, base_lr: float) -> torch.optim.SGD:
-    """SGD with momentum and weight decay on all trainable parameters (norms and biases included)."""
+def build_optimizer(
+    parameters: list[torch.nn.Parameter], train_config: TrainConfig, base_lr: float
+) -> torch.optim.Optimizer:
+    """``train.optimizer`` on all trainable parameters (norms and biases included), weight decay on all.
+
+    "sgd": SGD with momentum (ALGORITHMS.md §1.9); "adamw": AdamW with decoupled weight decay.
+    """
     trainable = [parameter for parameter in parameters if parameter.requires_grad]
     if not trainable:
         raise ValueError("the training method has no trainable parameters")
+    if train_config.optimizer == "adamw":
+        return torch.optim.AdamW(trainable, lr=base_lr, weight_decay=train_config.weight_decay)
+    if train_config.optimizer != "sgd":
+        raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {train_config.optimizer!r}")
     return torch.optim.SGD(
         trainable, lr=base_lr, momentum=train_config.momentum, weight_decay=train_config.weight_decay
     )
