@@ -175,3 +175,12 @@ def test_check_interval_does_not_change_the_answer(check_every):
     assert torch.equal(fit.component, reference.component)
     assert torch.equal(fit.num_iterations, reference.num_iterations)
     torch.testing.assert_close(fit.log_density, reference.log_density, rtol=0, atol=0)
+
+
+def test_fit_returns_ordinary_tensors_not_inference_tensors():
+    # The fit runs under torch.inference_mode; callers must get tensors they can use with autograd.
+    values = torch.tensor([[1.0, 1.1, 1.2, 5.0, 5.2]])
+    fit = fit_two_component_gmm(values, torch.ones_like(values, dtype=torch.bool))
+    for tensor in (fit.component, fit.log_density, fit.means, fit.variances, fit.weights, fit.num_iterations):
+        assert not tensor.is_inference()
+    fit.means.add_(1.0)  # in-place use is allowed on ordinary tensors

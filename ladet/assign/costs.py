@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment
 from ladet.assign.segments import segment_topk_mask
 from ladet.boxes import aligned_giou
@@ -160,7 +161,7 @@ def anchor_costs(
     return classification + _box_term(outputs, grid, box_coder, pre, flat, box_weight)
 
 
-@torch.no_grad()
+@inference_internals
 def candidate_costs(
     outputs: HeadOutputs,
     grid: _HasAnchors,

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ladet.assign.inference import inference_internals
+
 __all__ = ["GaussianMixtureFit", "fit_two_component_gmm"]
 
 _FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
@@ -113,6 +115,7 @@ def _em_iterations(
     torch.mul(normalisers.mul_(weights_mask).sum(dim=3)[:, :, 0], inverse_count, out=bounds[1:])
 
 
+@inference_internals
 def fit_two_component_gmm(
     values: Tensor,
     mask: Tensor,

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ladet.assign.anchor_windows import pair_iou, sparse_assign, window_iou
+from ladet.assign.inference import inference_internals
 
 __all__ = ["PreAssignment", "pre_assign", "validate_gt_boxes", "pair_iou"]
 
@@ -131,6 +132,7 @@ def _dense_assign(
     return torch.where(valid_mask, assigned, torch.full_like(assigned, -1))
 
 
+@inference_internals
 def pre_assign(
     anchors: Tensor,
     valid_mask: Tensor,

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ladet.assign.costs import BoxDecoder, anchor_costs, candidate_costs
 from ladet.assign.gmm import fit_two_component_gmm
+from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment, pre_assign
 from ladet.assign.result import AssignResult
 from ladet.assign.segments import rank_in_segments, stable_order
@@ -111,6 +112,7 @@ def separate_positives(component: Tensor, log_density: Tensor, mask: Tensor) -> 
     return foreground & (columns <= peak) & foreground.any(dim=1, keepdim=True)
 
 
+@inference_internals
 def select_positives(
     costs: Tensor,
     pre: PreAssignment,
