@@ -123,6 +123,7 @@ def fit_two_component_gmm(
     tolerance: float = 1e-3,
     reg_covar: float = 1e-6,
     check_every: int | None = None,
+    first_check: int = 3,
 ) -> GaussianMixtureFit:
     """Fits a two-component 1-D mixture to every row, all rows at once.
 
@@ -138,6 +139,9 @@ def fit_two_component_gmm(
             many iterations: one host synchronisation, and no per-iteration bookkeeping ops. Rows
             are independent, so iterating a row past its convergence never changes the answer.
             Default 8.
+        first_check: iterations before the first check. Default 3: most well-separated rows
+            converge after exactly 3 sklearn iterations (e.g. 75% of the rows of the benchmark),
+            so the working set shrinks before the other rows iterate on.
 
     Returns:
         :class:`GaussianMixtureFit`.
@@ -188,7 +192,7 @@ def fit_two_component_gmm(
     inverse_count = (1.0 / safe_count).index_select(0, rows)
     done = 0
     while rows.shape[0] > 0 and done < max_iterations:
-        steps = min(check_every, max_iterations - done)
+        steps = min(first_check if done == 0 else check_every, max_iterations - done)
         history = params.new_empty((steps + 1, *params.shape))  # [T + 1, R, 3, 2, 1]
         history[0] = params
         bounds = previous_bound.new_empty((steps + 1, rows.shape[0]))  # [T + 1, R]
