@@ -68,27 +68,26 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     device = costs.device
     num_gts = pre.num_gts
     width = pre.num_levels * topk
-    costs64 = costs.to(torch.float64)
     # Non-finite costs are never candidates: drop them first (one host sync: data-dependent size).
     finite = torch.nonzero(torch.isfinite(costs)).flatten()  # [F] pre-positive indices, ascending
-    finite_costs = costs.index_select(0, finite)
     segment = (pre.gt_global * pre.num_levels + pre.level).index_select(0, finite)  # [F]
     # Sort by (segment, cost, anchor order): pre-positives are already in anchor order per image.
-    order = stable_order(segment, finite_costs)  # [F]
-    rank = rank_in_segments(segment.index_select(0, order))  # [F]
-    kept = finite.index_select(0, order[rank < topk])  # [M] pre-positive indices (host sync)
-    kept_gt = pre.gt_global.index_select(0, kept)
-    # ascending cost per GT, ties by (level, anchor)
-    row_order = stable_order(kept_gt, costs.index_select(0, kept))
-    kept = kept.index_select(0, row_order)
-    kept_gt = kept_gt.index_select(0, row_order)
-    column = rank_in_segments(kept_gt)
-    row_costs = torch.full((num_gts, width), float("inf"), dtype=torch.float64, device=device)
-    row_mask = torch.zeros((num_gts, width), dtype=torch.bool, device=device)
-    pre_index = torch.full((num_gts, width), -1, dtype=torch.long, device=device)
-    row_costs[kept_gt, column] = costs64.index_select(0, kept)
-    row_mask[kept_gt, column] = True
-    pre_index[kept_gt, column] = kept
+    order = stable_order(segment, costs.index_select(0, finite))  # [F]
+    sorted_segment = segment.index_select(0, order)
+    rank = rank_in_segments(sorted_segment)  # [F]
+    chosen = torch.nonzero(rank < topk).flatten()  # host sync
+    kept = finite.index_select(0, order.index_select(0, chosen))  # [M] pre-positive indices
+    # Slot (GT, level * k + rank) of every kept candidate in the flattened [G, L*k] rows.
+    slot = sorted_segment.index_select(0, chosen) * topk + rank.index_select(0, chosen)  # [M]
+    flat_costs = torch.full((num_gts * width,), float("inf"), dtype=torch.float64, device=device)
+    flat_costs[slot] = costs.index_select(0, kept).to(torch.float64)
+    flat_index = torch.full((num_gts * width,), -1, dtype=torch.long, device=device)
+    flat_index[slot] = kept
+    # Ascending cost per GT; equal costs keep the slot order, i.e. (level, anchor). (Costs are
+    # sums of non-negative terms, so -0.0 never occurs; it would tie with +0.0 here.)
+    row_costs, permutation = flat_costs.view(num_gts, width).sort(dim=1, stable=True)
+    pre_index = flat_index.view(num_gts, width).gather(1, permutation)
+    row_mask = pre_index >= 0
     return CandidateRows(costs=row_costs, mask=row_mask, pre_index=pre_index, count=row_mask.sum(dim=1))
 
 
