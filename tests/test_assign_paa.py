@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 
 from ladet.assign.max_iou import PreAssignment
@@ -182,3 +183,30 @@ def test_segment_helpers_order_keys_and_ranks():
         True,
         False,
     ]
+
+
+@pytest.mark.parametrize("num_buckets", [1, 3, 64])
+def test_segment_topk_mask_prefilter_matches_full_sort(num_buckets):
+    # The bucket pre-filter must not change the mask: compare with ranks from one full sort, on
+    # random segments with exact ties, +-inf, signed zeros, huge and tiny scales.
+    from ladet.assign.segments import rank_in_segments, segment_topk_mask, stable_order
+
+    generator = torch.Generator().manual_seed(3)
+    for trial in range(300):
+        size = int(torch.randint(1, 300, (1,), generator=generator))
+        segment = torch.randint(
+            0, int(torch.randint(1, 25, (1,), generator=generator)), (size,), generator=generator
+        )
+        values = torch.randn(size, generator=generator) * 10.0 ** float(
+            torch.randint(-40, 38, (1,), generator=generator)
+        )
+        if trial % 3 == 0:
+            values = torch.round(torch.randn(size, generator=generator) * 2) / 2  # many ties, -0.0 too
+        special = torch.rand(size, generator=generator)
+        values[special < 0.1] = float("inf")
+        values[special > 0.95] = -float("inf")
+        topk = int(torch.randint(1, 12, (1,), generator=generator))
+        order = stable_order(segment, values)
+        expected = torch.zeros(size, dtype=torch.bool)
+        expected[order] = rank_in_segments(segment[order]) < topk
+        assert torch.equal(segment_topk_mask(segment, values, topk, num_buckets=num_buckets), expected), trial

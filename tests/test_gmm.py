@@ -184,3 +184,23 @@ def test_fit_returns_ordinary_tensors_not_inference_tensors():
     for tensor in (fit.component, fit.log_density, fit.means, fit.variances, fit.weights, fit.num_iterations):
         assert not tensor.is_inference()
     fit.means.add_(1.0)  # in-place use is allowed on ordinary tensors
+
+
+@pytest.mark.parametrize("first_check, check_every", [(1, 1), (3, 8), (5, 2), (100, 100)])
+@pytest.mark.parametrize("max_iterations", [2, 5, 100])
+def test_check_schedule_and_iteration_cap_do_not_change_the_answer(first_check, check_every, max_iterations):
+    # Rows are iterated past their convergence between checks; the parameters kept must be those of
+    # the first converged iteration, and the iteration cap must cut every row at the same point.
+    rng = np.random.default_rng(11)
+    values, mask = _rows([_random_vector(rng, index % 6) for index in range(60)])
+    reference = fit_two_component_gmm(values, mask, max_iterations, check_every=1, first_check=1)
+    fit = fit_two_component_gmm(
+        values, mask, max_iterations, check_every=check_every, first_check=first_check
+    )
+    assert torch.equal(fit.num_iterations, reference.num_iterations)
+    assert torch.equal(fit.converged, reference.converged)
+    assert torch.equal(fit.component, reference.component)
+    for name in ("means", "variances", "weights", "log_density"):
+        torch.testing.assert_close(getattr(fit, name), getattr(reference, name), rtol=0, atol=0)
+    if max_iterations == 2:
+        assert int(fit.num_iterations.max()) <= 2

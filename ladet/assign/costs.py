@@ -66,7 +66,11 @@ def background_focal_sum(
 
 
 def label_focal_term(
-    label_scores: Tensor, target: float, scores_are_probabilities: bool, alpha: float = 0.25, gamma: float = 2.0
+    label_scores: Tensor,
+    target: float,
+    scores_are_probabilities: bool,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
 ) -> Tensor:
     """[M] scores of the GT class -> [M] focal term for target ``target`` (1.0 or 0.0), from
     :func:`ladet.losses.focal.focal_loss` itself (element-wise, so any subset gives the same values)."""
@@ -201,7 +205,9 @@ def candidate_costs(
         rows = scores.index_select(0, flat.index_select(0, indices)).float()  # [M, C]
         background = background_focal_sum(rows, probabilities, focal_alpha, focal_gamma)
         positive = label_positive.index_select(0, indices)
-        negative = label_focal_term(label_scores.index_select(0, indices), 0.0, probabilities, focal_alpha, focal_gamma)
+        negative = label_focal_term(
+            label_scores.index_select(0, indices), 0.0, probabilities, focal_alpha, focal_gamma
+        )
         return (background + (positive - negative)) + box_term.index_select(0, indices)
 
     costs = torch.full_like(lower, float("inf"))

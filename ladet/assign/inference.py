@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
@@ -25,7 +26,11 @@ def _to_normal(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.clone() if value.is_inference() else value
     if isinstance(value, tuple):
-        return type(value)(*map(_to_normal, value)) if hasattr(value, "_fields") else tuple(map(_to_normal, value))
+        return (
+            type(value)(*map(_to_normal, value))
+            if hasattr(value, "_fields")
+            else tuple(map(_to_normal, value))
+        )
     if isinstance(value, list):
         return [_to_normal(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

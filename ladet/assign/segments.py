@@ -102,7 +102,9 @@ def _bucket_prefilter(segment: Tensor, values: Tensor, topk: int, num_buckets: i
     position = torch.where(finite, position.clamp_(0.0, num_buckets - 1), halves.clamp(0.0, num_buckets))
     width = num_buckets + 1
     bucket = position.long()  # floor, non-negative; [M]
-    counts = torch.bincount(segment * width + bucket, minlength=num_segments * width).view(num_segments, width)
+    counts = torch.bincount(segment * width + bucket, minlength=num_segments * width).view(
+        num_segments, width
+    )
     # Last bucket needed per segment: the number of buckets whose cumulative count is still < k.
     last = (counts.cumsum(dim=1) < topk).sum(dim=1)  # [S], width if the segment has < k values
     return torch.nonzero(bucket <= last.index_select(0, segment)).flatten()
