@@ -14,15 +14,19 @@ line per GT count::
 single-threaded process (``time.process_time``), median of ``--repeats`` runs after a warm-up, so
 that other load on a shared machine disturbs them less.
 
-Measured 2026-11-24 on the shared 2-core x86-64 dev machine (AVX-512, torch 2.14.1, sklearn 1.9.1)::
+Measured 2026-11-24 on the shared 2-core x86-64 dev machine (AVX-512, torch 2.14.1, sklearn 1.9.1),
+``OMP_NUM_THREADS=1 ... --repeats 9``, median of 3 runs::
 
-    gts=5 ladet_s=0.0055 reference_s=0.0250 speedup=4.5 agree=1.000
-    gts=20 ladet_s=0.0077 reference_s=0.0902 speedup=11.8 agree=1.000
-    gts=50 ladet_s=0.0129 reference_s=0.3098 speedup=23.9 agree=1.000
+    gts=5 ladet_s=0.0043 reference_s=0.0252 speedup=5.8 agree=1.000
+    gts=20 ladet_s=0.0057 reference_s=0.0883 speedup=15.4 agree=1.000
+    gts=50 ladet_s=0.0093 reference_s=0.2737 speedup=29.7 agree=1.000
 
-Where ladet's time goes at 20 GTs/image: pre-assignment ~1.6 ms, costs ~1.5 ms, candidate rows
-~0.4 ms, GMM ~3.3 ms (25 EM iterations for the slowest row; the batch is small, so each iteration
-costs the ~45 eager-op dispatches, ~100 us, whatever the number of rows).
+(before the EM / top-k / inference-mode work of the same day: 0.0051, 0.0074, 0.0121 s.)
+Where ladet's time goes at 20 / 50 GTs per image: pre-assignment ~1.5 / 2.4 ms (E = 12k / 32k
+(GT, anchor) window pairs), costs ~1.6 / 3.0 ms (box term and GT-class focal term for every
+pre-positive, 80-class sums for ~750 / 1,900 rows), candidate rows ~0.2 / 0.3 ms, GMM ~1.9 / 3.0 ms.
+The GMM is bound by eager-op dispatch: 23 ops (~40 us) per EM iteration whatever the number of
+rows, and the slowest row needs 25 / 32 iterations; 75% of the rows stop after 3.
 
 Run: ``.venv/bin/python benchmarks/assign.py [--repeats 5] [--gts 5 20 50]``
 """
