@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--torchscript", action="store_true", help="trace the raw forward")
     _overrides(export)
     export.set_defaults(handler=_command_export)
+
+    reproduce = commands.add_parser(
+        "reproduce", help="miniature Table 2 on the built-in data (teacher, baseline, LAD, SoLAD)"
+    )
+    reproduce.add_argument("options", nargs="*", help="options of `python -m ladet.reproduce --help`")
     return parser
 
 
@@ -222,6 +227,11 @@ def _clean_message(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reproduce"]:  # its own option parser (ladet.reproduce)
+        from ladet.reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     parser = build_parser()
     # overrides may follow options (`train CFG --work-dir D train.epochs=2`): collect leftovers
     arguments, extras = parser.parse_known_args(argv)

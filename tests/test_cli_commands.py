@@ -190,3 +190,13 @@ def test_diverging_training_exits_1_with_the_message(pipeline, tmp_path, capsys,
     assert main(["train", str(config), "--work-dir", str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert "training stopped: non-finite loss at iteration 7" in error and "Traceback" not in error
+
+
+def test_reproduce_subcommand_hands_its_options_to_the_reproduction(monkeypatch) -> None:
+    import ladet.reproduce
+    from ladet.cli import main
+
+    received: list[list[str]] = []
+    monkeypatch.setattr(ladet.reproduce, "main", lambda argv: received.append(list(argv)) or 0)
+    assert main(["reproduce", "--budget", "smoke", "--seeds", "0", "1"]) == 0
+    assert received == [["--budget", "smoke", "--seeds", "0", "1"]]
