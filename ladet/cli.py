@@ -96,7 +96,7 @@ def _command_predict(arguments: argparse.Namespace) -> int:
         detections = predictor(image)[0]
         keep = detections.scores >= arguments.score_threshold
         detections = type(detections)(detections.boxes[keep], detections.scores[keep], detections.labels[keep])
-        draw_detections(image, detections, predictor.class_names, score_threshold=arguments.score_threshold).save(
+        draw_detections(image, detections, predictor.class_names, score_threshold=arguments.score_threshold, min_display_side=512).save(
             out / f"{path.stem}.png"
         )
         for record in detections_to_coco_results(image_index + 1, detections, predictor.category_ids):

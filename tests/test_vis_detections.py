@@ -83,3 +83,17 @@ def test_unknown_label_and_bad_shapes() -> None:
         draw_detections(
             _gray_image(), Detections(torch.zeros(2, 4), torch.zeros(3), torch.zeros(2)), CLASS_NAMES
         )
+
+
+def test_small_images_are_enlarged_for_display_with_their_boxes() -> None:
+    import torch
+    from PIL import Image
+
+    from ladet.structures import Detections
+    from ladet.vis.detections import draw_detections
+
+    image = Image.new("RGB", (160, 120), (0, 0, 0))
+    detections = Detections(torch.tensor([[10.0, 20.0, 50.0, 60.0]]), torch.tensor([0.9]), torch.tensor([0]))
+    drawn = draw_detections(image, detections, ["a"], min_display_side=512)
+    assert drawn.size == (640, 480)  # factor ceil(512 / 160) = 4
+    assert drawn.getpixel((40 * 4 + 20, 60 * 4 - 1)) != (0, 0, 0)  # bottom edge of the enlarged box

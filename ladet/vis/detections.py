@@ -20,6 +20,7 @@ def draw_detections(
     detections: Detections,
     class_names: list[str],
     score_threshold: float = 0.3,
+    min_display_side: int = 0,
 ) -> Image.Image:
     """Returns a copy of ``image`` with every detection scoring at least ``score_threshold`` drawn.
 
@@ -33,9 +34,12 @@ def draw_detections(
         detections: boxes [D, 4] (x1, y1, x2, y2), scores [D], labels [D] (0..C-1).
         class_names: names in contiguous-label order.
         score_threshold: detections below it are not drawn.
+        min_display_side: when the longer side of ``image`` is shorter than this, the picture (and
+            the boxes) are enlarged by an integer factor first so that tags stay readable on
+            small images; 0 keeps the size.
 
     Returns:
-        A new RGB image of the same size.
+        A new RGB image (the same size unless ``min_display_side`` enlarged it).
 
     Raises:
         ValueError: when the detection tensors do not have matching shapes.
@@ -51,6 +55,10 @@ def draw_detections(
             f"and labels {tuple(labels.shape)}"
         )
     canvas = image.convert("RGB")  # always a copy
+    if min_display_side > 0 and max(canvas.size) < min_display_side:
+        factor = -(-min_display_side // max(canvas.size))  # ceil
+        canvas = canvas.resize((canvas.width * factor, canvas.height * factor), Image.Resampling.BILINEAR)
+        boxes = boxes * factor
     width, height = canvas.size
     keep = scores >= score_threshold
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
