@@ -27,6 +27,10 @@ data:
   max_size: 128
   short_size: 96
 train:
+  optimizer: sgd   # the paper's optimiser and linear lr scaling (the demo base uses AdamW)
+  lr: 0.01
+  scale_lr: true
+  weight_decay: 0.0001
   epochs: 2
   lr_steps: [1]
   warmup_iters: 2
