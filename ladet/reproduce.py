@@ -54,6 +54,16 @@ class Budget:
     common_overrides: tuple[str, ...] = field(default_factory=tuple)
 
 
+# settings shared by the "small" and "full" budgets (native 128-160 px images, evaluation at the end)
+BUILTIN_SMALL_OVERRIDES = (
+    "data.max_size=160",
+    "data.short_size=128",
+    "data.workers_per_gpu=1",
+    "train.warmup_iters=100",
+    "train.eval_interval=0",
+    "train.checkpoint_interval=0",
+)
+
 BUDGETS: dict[str, Budget] = {
     # seconds: a few iterations on tiny images, for the integration test
     "smoke": Budget(
@@ -86,14 +96,7 @@ BUDGETS: dict[str, Budget] = {
         data_dir="data/builtin_small",
         teacher_overrides=("train.epochs=12", "train.lr_steps=[10]"),
         student_overrides=("train.epochs=6", "train.lr_steps=[5]"),
-        common_overrides=(
-            "data.max_size=160",
-            "data.short_size=128",
-            "data.workers_per_gpu=1",
-            "train.warmup_iters=100",
-            "train.eval_interval=0",
-            "train.checkpoint_interval=0",
-        ),
+        common_overrides=BUILTIN_SMALL_OVERRIDES,
     ),
     # twice the schedule of "small" on the same data (teacher 24 epochs, students 12)
     "full": Budget(
@@ -104,14 +107,7 @@ BUDGETS: dict[str, Budget] = {
         data_dir="data/builtin_small",
         teacher_overrides=("train.epochs=24", "train.lr_steps=[20]"),
         student_overrides=("train.epochs=12", "train.lr_steps=[10]"),
-        common_overrides=(
-            "data.max_size=160",
-            "data.short_size=128",
-            "data.workers_per_gpu=1",
-            "train.warmup_iters=100",
-            "train.eval_interval=0",
-            "train.checkpoint_interval=0",
-        ),
+        common_overrides=BUILTIN_SMALL_OVERRIDES,
     ),
 }
 

@@ -11,7 +11,7 @@ Typical use::
 from __future__ import annotations
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from ladet.config.schema import Config
 from ladet.data.builtin import make_builtin_dataset
@@ -75,6 +75,11 @@ def build_train_loader(
         epoch=epoch,
         start_batch=start_batch,
     )
+    return _data_loader(dataset, batch_sampler, config)
+
+
+def _data_loader(dataset: CocoDetection, batch_sampler: Sampler[list[SampleKey]] | BatchSampler, config: Config) -> DataLoader:
+    """The DataLoader both splits use: ``data.workers_per_gpu`` workers, pinned memory on CUDA."""
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,
@@ -102,11 +107,4 @@ def build_val_loader(config: Config, rank: int = 0, world_size: int = 1) -> Data
         batch_size=config.data.test_images_per_gpu,
         drop_last=False,
     )
-    return DataLoader(
-        dataset,
-        batch_sampler=batch_sampler,
-        num_workers=config.data.workers_per_gpu,
-        collate_fn=collate,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
-    )
+    return _data_loader(dataset, batch_sampler, config)
