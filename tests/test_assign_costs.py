@@ -124,3 +124,59 @@ def test_candidate_costs_give_the_same_selection_as_all_costs(probabilities, sca
     assert torch.equal(select_positives(pruned, pre), positive)
     result = assigner.assign(outputs, grid, valid, boxes, labels)
     assert torch.equal(result.positive_mask[pre.image_index, pre.anchor_index], positive)
+
+
+@pytest.mark.parametrize("probabilities", [False, True])
+@pytest.mark.parametrize("target", [1.0, 0.0])
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (0.4, 1.5), (-1.0, 2.0)])
+def test_fast_label_focal_term_is_bit_identical_to_focal_loss(probabilities, target, alpha, gamma):
+    from ladet.assign.costs import _label_focal_term, label_focal_term
+
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(5000, generator=generator) * 6.0 - 2.0
+    logits[:8] = torch.tensor([-120.0, 120.0, 0.0, -0.0, 29.9, 35.0, float("inf"), -float("inf")])
+    logits[8] = float("nan")
+    scores = torch.sigmoid(logits) if probabilities else logits
+    if probabilities:  # (binary_cross_entropy rejects NaN probabilities, both sides alike)
+        scores[8:13] = torch.tensor([0.5, 0.0, 1.0, 1.0 - 1e-7, 1e-30])
+    expected = label_focal_term(scores, target, probabilities, alpha, gamma)
+    fast = _label_focal_term(scores, target, probabilities, alpha, gamma)
+    assert torch.equal(fast.isnan(), expected.isnan())
+    assert torch.equal(fast.nan_to_num(), expected.nan_to_num())
+
+
+def test_coordinate_major_box_term_is_bit_identical_to_decode_and_giou():
+    from ladet.assign.costs import _box_term
+    from ladet.boxes import aligned_giou
+
+    outputs, grid, valid, boxes, labels = _random_outputs(3, False, 1.0, 0.0)
+    generator = torch.Generator().manual_seed(5)
+    # extreme deltas (clamped exponent), degenerate and far-away GT boxes, inf / NaN deltas
+    outputs.box_deltas.mul_(torch.rand(outputs.box_deltas.shape, generator=generator) * 30.0)
+    boxes[0][0] = torch.tensor([20.0, 20.0, 20.001, 20.001])  # tiny GT: union near eps
+    pre = pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
+    num_anchors = outputs.box_deltas.shape[1]
+    flat = pre.image_index * num_anchors + pre.anchor_index
+    outputs.box_deltas.reshape(-1, 4)[flat[:3]] = torch.tensor(
+        [[float("inf"), 0.0, 0.0, 0.0], [0.0, float("nan"), 0.0, 0.0], [0.0, 0.0, -float("inf"), 1e30]]
+    )
+    coder = DeltaBoxCoder()
+    deltas = outputs.box_deltas.reshape(-1, 4)[flat]
+    decoded = coder.decode(grid.anchors[pre.anchor_index], deltas)
+    expected = 1.3 * (1.0 - aligned_giou(decoded, pre.box_targets))
+    fast = _box_term(outputs, grid, coder, pre, flat, 1.3)
+    assert pre.num_pre_positives > 50
+    assert torch.equal(fast.isnan(), expected.isnan())
+    assert torch.equal(fast.nan_to_num(), expected.nan_to_num())
+    numbers = ~expected.isnan()  # (the sign bit of a NaN may differ; it carries no value)
+    assert torch.equal(torch.signbit(fast[numbers]), torch.signbit(expected[numbers]))
+
+    class OtherCoder(DeltaBoxCoder):  # a coder with its own decode goes through that decode
+        def decode(self, anchors, deltas, max_shape=None):
+            return super().decode(anchors, deltas * 0.5, max_shape)
+
+    other = OtherCoder()
+    expected = 1.3 * (
+        1.0 - aligned_giou(other.decode(grid.anchors[pre.anchor_index], deltas), pre.box_targets)
+    )
+    torch.testing.assert_close(_box_term(outputs, grid, other, pre, flat, 1.3), expected, equal_nan=True)

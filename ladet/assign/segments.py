@@ -9,7 +9,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["float32_order_key", "stable_order", "rank_in_segments", "segment_topk_mask"]
+__all__ = [
+    "float32_order_key",
+    "stable_order",
+    "rank_in_segments",
+    "segment_topk_mask",
+    "segment_topk_indices",
+]
 
 
 def float32_order_key(values: Tensor) -> Tensor:
@@ -52,8 +58,22 @@ def rank_in_segments(sorted_keys: Tensor) -> Tensor:
     return positions - run_start
 
 
-def segment_topk_mask(segment: Tensor, values: Tensor, topk: int, num_buckets: int = 64) -> Tensor:
+def segment_topk_mask(
+    segment: Tensor, values: Tensor, topk: int, num_buckets: int = 64, num_segments: int | None = None
+) -> Tensor:
     """[M] bool: the ``topk`` smallest values of every segment (ties -> lower original index).
+
+    The mask form of :func:`segment_topk_indices` (same arguments).
+    """
+    chosen = torch.zeros_like(segment, dtype=torch.bool)
+    chosen[segment_topk_indices(segment, values, topk, num_buckets, num_segments)] = True
+    return chosen
+
+
+def segment_topk_indices(
+    segment: Tensor, values: Tensor, topk: int, num_buckets: int = 64, num_segments: int | None = None
+) -> Tensor:
+    """Indices of the ``topk`` smallest values of every segment (ties -> lower original index).
 
     Sorting all M values is the slow part (a comparison sort, ~40 ns per element on CPU), so a
     linear-time pass first drops the values that cannot be in their segment's top k: every
@@ -66,45 +86,60 @@ def segment_topk_mask(segment: Tensor, values: Tensor, topk: int, num_buckets: i
 
     Args:
         segment: [M] non-negative long segment id.
-        values: [M] values without NaN (use +inf for "never").
+        values: [M] float values without NaN (use +inf for "never").
         topk: values kept per segment.
         num_buckets: buckets per segment of the pre-filter.
+        num_segments: an upper bound of ``segment.max() + 1`` when the caller knows one (saves a
+            host sync); computed from ``segment`` when None.
+
+    Returns:
+        [K] long indices into ``segment``, sorted by (segment, value, index); K <= topk per segment.
     """
-    chosen = torch.zeros_like(segment, dtype=torch.bool)
     if segment.numel() == 0:
-        return chosen
-    candidates = _bucket_prefilter(segment, values, topk, num_buckets)  # [M'] ascending indices
+        return torch.zeros(0, dtype=torch.long, device=segment.device)
+    if num_segments is None:
+        num_segments = int(segment.max()) + 1  # host sync
+    candidates = _bucket_prefilter(segment, values, topk, num_buckets, num_segments)  # [M'] ascending
     kept_segment = segment.index_select(0, candidates)
     order = stable_order(kept_segment, values.index_select(0, candidates))  # [M']
     rank = rank_in_segments(kept_segment.index_select(0, order))
-    chosen[candidates.index_select(0, order)] = rank < topk
-    return chosen
+    return candidates.index_select(0, order.index_select(0, torch.nonzero(rank < topk).flatten()))
 
 
-def _bucket_prefilter(segment: Tensor, values: Tensor, topk: int, num_buckets: int) -> Tensor:
-    """Ascending indices of a superset of every segment's ``topk`` smallest values (one host sync)."""
-    num_segments = int(segment.max()) + 1
-    finite = torch.isfinite(values)
-    # Halved float64 values: no difference of two finite values can overflow.
-    halves = values.to(torch.float64) * 0.5
-    inf = torch.tensor(float("inf"), dtype=torch.float64, device=values.device)
-    low = torch.full((num_segments,), float("inf"), dtype=torch.float64, device=values.device)
-    low.scatter_reduce_(0, segment, torch.where(finite, halves, inf), reduce="amin")
-    high = torch.full_like(low, -float("inf")).scatter_reduce_(
-        0, segment, torch.where(finite, halves, -inf), reduce="amax"
+def _bucket_prefilter(
+    segment: Tensor, values: Tensor, topk: int, num_buckets: int, num_segments: int
+) -> Tensor:
+    """Ascending indices of a superset of every segment's ``topk`` smallest values (one host sync).
+
+    Only the monotonicity of the bucket index inside a segment matters for correctness (rounding
+    can merge neighbouring values into one bucket, never swap them), so the arithmetic is done in
+    the values' own dtype, with guards that keep every bucket index a number (never NaN).
+    """
+    info = torch.finfo(values.dtype)
+    # Halved values: no difference of two finite values can overflow.
+    halves = values * 0.5  # [M]
+    # Range of the finite values of each segment: +-inf are moved out of the way of amin / amax.
+    low = torch.full((num_segments,), float("inf"), dtype=values.dtype, device=values.device)
+    low.scatter_reduce_(
+        0, segment, halves.nan_to_num(posinf=float("inf"), neginf=float("inf")), reduce="amin"
     )
-    spread = high - low  # [S], -inf or NaN for segments without finite values
-    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-    # Monotone in the value inside a segment: (v - low) / spread in [0, 1], times (buckets - 1).
-    position = (halves - low.index_select(0, segment)).div_(spread.index_select(0, segment))
-    position = position.mul_(num_buckets - 1)
-    # -inf goes to bucket 0, +inf to the extra last bucket.
-    position = torch.where(finite, position.clamp_(0.0, num_buckets - 1), halves.clamp(0.0, num_buckets))
+    high = torch.full_like(low, -float("inf")).scatter_reduce_(
+        0, segment, halves.nan_to_num(posinf=-float("inf"), neginf=-float("inf")), reduce="amax"
+    )
+    low = torch.where(low < float("inf"), low, torch.zeros_like(low))  # [S], 0 without finite values
+    # [S]: at least the smallest normal number (-inf for segments without finite values), so that
+    # the division below (a multiplication by the reciprocal) never sees 1 / subnormal = inf.
+    spread = (high - low).clamp_(min=info.tiny)
+    # (buckets - 1) / spread, kept in [tiny, max] so that (v - low) * scale is never 0 * inf:
+    # finite values land in [0, buckets - 1] (+ rounding), +inf in +inf, -inf in -inf.
+    scale = ((num_buckets - 1) / spread).clamp_(min=info.tiny, max=info.max)  # [S]
+    position = (halves - low.index_select(0, segment)).mul_(scale.index_select(0, segment))
     width = num_buckets + 1
-    bucket = position.long()  # floor, non-negative; [M]
+    # -inf goes to bucket 0, +inf to the extra last bucket; floor of a non-negative number.
+    bucket = position.clamp_(0.0, num_buckets).long()  # [M]
     counts = torch.bincount(segment * width + bucket, minlength=num_segments * width).view(
         num_segments, width
     )
     # Last bucket needed per segment: the number of buckets whose cumulative count is still < k.
     last = (counts.cumsum(dim=1) < topk).sum(dim=1)  # [S], width if the segment has < k values
-    return torch.nonzero(bucket <= last.index_select(0, segment)).flatten()
+    return torch.nonzero(bucket <= last.index_select(0, segment)).flatten()  # host sync
