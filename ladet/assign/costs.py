@@ -194,11 +194,9 @@ def _box_term(
     # 1 = enclosing box, 2 = decoded prediction, 3 = GT. One [2, 4, 2, P] buffer so that the
     # widths / heights of all four boxes come out of one subtraction.
     corners = deltas.new_empty((2, 4, 2, num_boxes))
-    # GT corners: [P, 4] viewed as [side, axis, P] and copied by a gather with the identity index
-    # (a transposing gather is ~2x faster than a transposing copy_ on CPU).
-    identity = torch.arange(num_boxes, device=flat.device).expand(2, 2, -1)
-    targets = pre.box_targets.float().reshape(-1, 2, 2).permute(1, 2, 0)  # [2, 2, P] strided view
-    torch.gather(targets, 2, identity, out=corners[:, 3])
+    # GT corners: [P, 4] viewed as [side, axis, P] (a strided view) and copied into the buffer
+    # (this 3-d copy runs ~4x faster than the 2-d transposing copy of ``.t().contiguous()``).
+    corners[:, 3].copy_(pre.box_targets.reshape(-1, 2, 2).permute(1, 2, 0))
     # -- decode (DeltaBoxCoder.decode) --
     scaled = deltas.mul_(deltas.new_tensor(box_coder.stds)[:, None])  # [4, P]
     scaled_size = scaled[2:].clamp_(min=-box_coder.max_log_ratio, max=box_coder.max_log_ratio)  # (dw, dh)
