@@ -181,7 +181,7 @@ def _box_term(
         flat: [P] long image * N + anchor index of every pre-positive.
     """
     box_deltas = outputs.box_deltas.reshape(-1, 4)  # [B*N, 4]
-    if type(box_coder).decode is not DeltaBoxCoder.decode:
+    if getattr(type(box_coder), "decode", None) is not DeltaBoxCoder.decode:  # custom decode
         deltas = box_deltas.index_select(0, flat).float()  # [P, 4]
         anchors = grid.anchors.index_select(0, pre.anchor_index).float()  # [P, 4]
         decoded = box_coder.decode(anchors, deltas)  # [P, 4]
