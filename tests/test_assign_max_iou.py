@@ -162,3 +162,95 @@ def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
         strides=grid.strides,
     )
     assert sparse.gt_index.tolist() == [[0, 0, -1, 0]]
+
+
+_FIELDS = ("gt_index", "image_index", "anchor_index", "gt_local", "gt_global", "level", "labels", "box_targets")
+
+
+def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], snap: bool = False):
+    """Random GTs (tiny to huge, elongated, partly outside, one duplicate per image) for ``counts``."""
+    generator = torch.Generator().manual_seed(seed)
+    height, width = size
+    boxes, labels = [], []
+    for count in counts:
+        sides = torch.exp(torch.empty(count, 2).uniform_(0.0, 6.2, generator=generator))  # 1 .. 490 px
+        centres = torch.rand(count, 2, generator=generator) * torch.tensor([width + 40.0, height + 40.0]) - 20.0
+        image_boxes = torch.cat([centres - sides / 2, centres + sides / 2], dim=1)
+        if snap:
+            image_boxes = (image_boxes / 8).round() * 8
+            image_boxes[:, 2:] = torch.maximum(image_boxes[:, 2:], image_boxes[:, :2] + 8)
+        if count > 1:
+            image_boxes[-1] = image_boxes[0]
+        boxes.append(image_boxes)
+        labels.append(torch.randint(0, 7, (count,), generator=generator))
+    return boxes, labels
+
+
+@pytest.mark.parametrize("scale", [8.0, 8.0 * 2 ** (1 / 3), 3.0])
+@pytest.mark.parametrize("threshold", [0.1, 0.1001, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("partial_valid", [False, True])
+def test_sparse_path_is_bit_identical_to_dense(scale, threshold, partial_valid):
+    """Every field of the window path equals the dense [B, G, N] path (same dtypes too), for anchor
+    scales whose float32 extents are uniform per level (8, 3) or not (8 * 2^(1/3)), thresholds
+    whose float32 rounding matters (0.1001), all-valid and partly valid anchors."""
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, scale)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    padded = torch.tensor([[200, 264], [136, 200], [200, 264]] if partial_valid else [[200, 264]] * 3)
+    valid = anchor_generator.valid_mask(grid, padded)
+    for seed in range(3):
+        boxes, labels = _random_batch(seed, (9, 0, 25), (200, 264), snap=seed == 2)
+        arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index, 5)
+        dense = pre_assign(*arguments)
+        sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
+        assert (dense.gt_index >= 0).sum() > 20
+        for field in _FIELDS:
+            expected, actual = getattr(dense, field), getattr(sparse, field)
+            assert actual.dtype == expected.dtype and torch.equal(actual, expected), (field, seed)
+        assert sparse.num_gts_per_image == dense.num_gts_per_image == [9, 0, 25]
+
+
+def test_sparse_path_single_gt_and_gts_outside_the_image():
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-128 // stride), -(-128 // stride)) for stride in strides]
+    grid = AnchorGenerator(strides, 8.0).grid(level_sizes, "cpu")
+    valid = torch.ones(2, grid.num_anchors, dtype=torch.bool)
+    cases = [
+        [torch.tensor([[10.0, 10.0, 20.0, 20.0]]), torch.zeros(0, 4)],
+        [torch.tensor([[-900.0, -900.0, -850.0, -850.0]]), torch.tensor([[2000.0, 5.0, 2600.0, 9.0]])],
+        [torch.tensor([[0.0, 0.0, 128.0, 128.0], [0.0, 0.0, 1.0, 1.0]]), torch.tensor([[60.0, 0.0, 61.0, 128.0]])],
+    ]
+    for boxes in cases:
+        labels = [torch.zeros(len(image), dtype=torch.long) for image in boxes]
+        arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
+        dense = pre_assign(*arguments)
+        sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
+        for field in _FIELDS:
+            assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
+
+
+def test_sparse_path_with_anchor_extents_that_vary_along_the_grid():
+    """Anchors whose x-extent varies by column and y-extent by row (still a grid: x depends only on
+    the column, y only on the row), so the anchor area is not constant within a level."""
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    generator = torch.Generator().manual_seed(11)
+    anchors = grid.anchors.clone()
+    start = 0
+    for height, width in level_sizes:
+        level = anchors[start : start + height * width].view(height, width, 4)
+        level[:, :, 0::2] += (torch.rand(1, width, 2, generator=generator) - 0.5) * 2e-4  # per column
+        level[:, :, 1::2] += (torch.rand(height, 1, 2, generator=generator) - 0.5) * 2e-4  # per row
+        start += height * width
+    assert len(set((anchors[:1000, 2] - anchors[:1000, 0]).tolist())) > 1
+    valid = anchor_generator.valid_mask(grid, torch.tensor([[200, 264], [136, 200]]))
+    for seed in range(3):
+        boxes, labels = _random_batch(seed, (30, 12), (200, 264), snap=seed == 1)
+        arguments = (anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
+        dense = pre_assign(*arguments)
+        sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
+        for field in _FIELDS:
+            assert torch.equal(getattr(sparse, field), getattr(dense, field)), (field, seed)
