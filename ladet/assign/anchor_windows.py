@@ -25,6 +25,8 @@ number of passes over pair-sized tensors are what matter):
 
 from __future__ import annotations
 
+import struct
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -85,12 +87,14 @@ class WindowAssignment:
         positive_bound: an anchor is pre-positive iff ``keys <= positive_bound`` (int64 compare).
         row_gt: [R] long, the batch GT index of every row entry.
         failed: [G_total] bool, GTs whose window guess was wrong (see :func:`sparse_assign`).
+        minimum_iou: [G_total] float32, the IoU the windows covered.
     """
 
     keys: Tensor
     positive_bound: int
     row_gt: Tensor
     failed: Tensor
+    minimum_iou: Tensor | None = None
 
     def winners(self, flat_index: Tensor) -> Tensor:
         """[P] long batch GT index winning the anchors ``flat_index`` ([P] long, all pre-positive)."""
@@ -100,56 +104,123 @@ class WindowAssignment:
         return self.row_gt.index_select(0, row_entry)
 
 
-def _window_bounds(
-    anchors: Tensor,
-    boxes: Tensor,
-    minimum_iou: Tensor,
-    level_sizes: list[tuple[int, int]],
-    strides: list[int],
-    level_offsets: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Index rectangle of the anchors of every (GT, level) that can reach IoU >= ``minimum_iou``.
+@dataclass
+class _GridTables:
+    """Everything of an anchor grid that does not depend on the GTs (cached per grid, see
+    :func:`_grid_tables`). Axis tables list every column of every level (x), then every row (y).
 
-    Necessary condition used: IoU >= t needs overlap >= t * max(area_a, area_g), so the x-overlap
-    must be >= t * max(area_a, area_g) / min(h_a, h_g) (and likewise for y); the index range of the
-    anchors with that much overlap follows from the grid (anchor j spans j*s + [x1_0, x2_0]).
-    Computed in float64 with a slightly relaxed IoU and a small slack in index units, so rounding
-    can only widen the window.
-
-    Args:
-        anchors: [N, 4] float32; boxes: [G, 4] float32; minimum_iou: [G] float32.
-        level_offsets: [L] long, index of anchor (0, 0) of every level.
-
-    Returns:
-        (first [G, L, 2] long, count [G, L, 2] long): first column / row and number of columns /
-        rows of every window (last axis: x = columns, y = rows); both counts are 0 for windows
-        without any pair.
+    Attributes:
+        anchor_size32: [2, 1, L] float32 anchor width / height of every level.
+        anchor_area32: [L] float32 anchor width * height.
+        anchor_size64, anchor_area64: the same in float64 (window maths).
+        stride: [1, 1, 1, L] float64.
+        edge_constant: [2, 2, 1, L] float64 (side, axis): x2_0 / s + slack for the first index,
+            -x1_0 / s + slack for the last one (x1_0, x2_0: anchor (0, 0) of the level).
+        index_limit: [2, 2, 1, L] float64: 0 (first index >= 0) and W_l - 1 / H_l - 1.
+        side_sign: [2, 1, 1] float64 (-1, +1).
+        slope: [3, 1] long (0, 1, 1), see :func:`window_pass`.
+        axis_start: [2, 1, L] long, start of each (axis, level) block in the axis tables.
+        axis_low, axis_high, axis_extent: [T] float32 x1, x2, x2 - x1 of column c (y1, y2, y2 - y1
+            of row r) of each level.
+        axis_anchor: [T] long, anchor index of (row 0, column c) / (row r, column 0).
+        level_area: [L] float32 anchor area of every level when every anchor of a level has the
+            same float32 extents (the usual case), else None.
     """
+
+    anchor_size32: Tensor
+    anchor_area32: Tensor
+    anchor_size64: Tensor
+    anchor_area64: Tensor
+    stride: Tensor
+    edge_constant: Tensor
+    index_limit: Tensor
+    side_sign: Tensor
+    slope: Tensor
+    axis_start: Tensor
+    axis_low: Tensor
+    axis_high: Tensor
+    axis_extent: Tensor
+    axis_anchor: Tensor
+    level_area: Tensor | None
+
+
+_WINDOW_SLACK = 1e-3  # index units: rounding in the window maths can only widen a window
+_TABLE_CACHE: dict[tuple, tuple[weakref.ref, int, _GridTables]] = {}
+
+
+def _grid_tables(anchors: Tensor, level_sizes: list[tuple[int, int]], strides: list[int]) -> _GridTables:
+    """The GT-independent tables of an anchor grid, cached per anchors tensor (the same object,
+    not modified in place since: checked through its version counter), level sizes and strides."""
+    key = (id(anchors), tuple(level_sizes), tuple(strides))
+    try:
+        version = anchors._version
+    except RuntimeError:  # inference tensors have no version counter: no caching
+        return _build_grid_tables(anchors, level_sizes, strides)
+    cached = _TABLE_CACHE.get(key)
+    if cached is not None and cached[0]() is anchors and cached[1] == version:
+        return cached[2]
+    tables = _build_grid_tables(anchors, level_sizes, strides)
+    if len(_TABLE_CACHE) >= 16:
+        _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+    _TABLE_CACHE[key] = (weakref.ref(anchors), version, tables)
+    return tables
+
+
+def _build_grid_tables(anchors: Tensor, level_sizes: list[tuple[int, int]], strides: list[int]) -> _GridTables:
     device = anchors.device
-    # Per level: last column / row index and stride, [L, 2] and [L, 1].
+    lows, highs, anchor_indices, block_sizes = [[], []], [[], []], [[], []], [[], []]
+    first_anchors = []
+    start = 0
+    for height, width in level_sizes:  # a loop over levels, once per grid
+        level = anchors[start : start + height * width].view(height, width, 4)
+        first_anchors.append(level[0, 0])
+        lows[0].append(level[0, :, 0])
+        highs[0].append(level[0, :, 2])
+        lows[1].append(level[:, 0, 1])
+        highs[1].append(level[:, 0, 3])
+        anchor_indices[0].append(start + torch.arange(width, device=device))
+        anchor_indices[1].append(start + width * torch.arange(height, device=device))
+        block_sizes[0].append(width)
+        block_sizes[1].append(height)
+        start += height * width
+    axis_low = torch.cat(lows[0] + lows[1])
+    axis_high = torch.cat(highs[0] + highs[1])
+    axis_extent = axis_high - axis_low
+    block_starts = torch.tensor(block_sizes[0] + block_sizes[1], device=device).cumsum(0)
+    axis_start = (block_starts - torch.tensor(block_sizes[0] + block_sizes[1], device=device)).view(2, 1, -1)
+    first = torch.stack(first_anchors)  # [L, 4]
+    size32 = torch.stack([first[:, 2] - first[:, 0], first[:, 3] - first[:, 1]])  # [2, L]
+    first64 = first.double()
+    size64 = size32.double()
+    stride = torch.tensor(strides, device=device, dtype=torch.float64)
+    low64, high64 = first64[:, :2].T, first64[:, 2:].T  # [2, L] (axis, level)
     last_index = torch.tensor(
-        [[width - 1, height - 1] for height, width in level_sizes], device=device, dtype=torch.float64
+        [[width - 1 for _, width in level_sizes], [height - 1 for height, _ in level_sizes]],
+        device=device,
+        dtype=torch.float64,
     )
-    stride = torch.tensor(strides, device=device, dtype=torch.float64)[:, None]
-    first_anchor = anchors.index_select(0, level_offsets).double().view(-1, 2, 2)  # [L, (lo, hi), (x, y)]
-    anchor_low, anchor_high = first_anchor[:, 0], first_anchor[:, 1]  # [L, 2]
-    anchor_size = anchor_high - anchor_low  # [L, 2] (w, h)
-    gts = boxes.double().view(-1, 2, 2)
-    gt_low, gt_high = gts[:, None, 0], gts[:, None, 1]  # [G, 1, 2]
-    gt_size = gt_high - gt_low  # [G, 1, 2]
-    needed_area = (minimum_iou.double()[:, None] * 0.999) * torch.maximum(
-        gt_size.prod(dim=2), anchor_size.prod(dim=1)
-    )  # [G, L]
-    smaller_size = torch.minimum(gt_size, anchor_size)  # [G, L, 2]
-    # x-overlap needed = area / min height, y-overlap needed = area / min width.
-    needed_overlap = needed_area[:, :, None] / smaller_size.flip(2)  # [G, L, 2]
-    possible = (needed_overlap <= smaller_size).all(dim=2, keepdim=True)  # [G, L, 1]
-    slack = 1e-3
-    first = torch.ceil((gt_low + needed_overlap - anchor_high) / stride - slack).clamp_(min=0)
-    last = torch.minimum(torch.floor((gt_high - needed_overlap - anchor_low) / stride + slack), last_index)
-    count = (last - first + 1).clamp_(min=0) * possible
-    count = count * (count.prod(dim=2, keepdim=True) > 0)  # a window with no column or no row is empty
-    return first.long(), count.long()
+    # Uniform extents: every column of a level as wide as its first one (and rows likewise).
+    block_extent = torch.repeat_interleave(
+        torch.cat([size32[0], size32[1]]), torch.tensor(block_sizes[0] + block_sizes[1], device=device)
+    )
+    uniform = bool((axis_extent == block_extent).all())
+    return _GridTables(
+        anchor_size32=size32[:, None, :],
+        anchor_area32=size32[0] * size32[1],
+        anchor_size64=size64[:, None, :],
+        anchor_area64=size64[0] * size64[1],
+        stride=stride.view(1, 1, 1, -1),
+        edge_constant=torch.stack([high64 / stride + _WINDOW_SLACK, -low64 / stride + _WINDOW_SLACK])[:, :, None],
+        index_limit=torch.stack([torch.zeros_like(last_index), last_index])[:, :, None],
+        side_sign=torch.tensor([-1.0, 1.0], device=device, dtype=torch.float64).view(2, 1, 1),
+        slope=torch.tensor([[0], [1], [1]], device=device),
+        axis_start=axis_start,
+        axis_low=axis_low,
+        axis_high=axis_high,
+        axis_extent=axis_extent,
+        axis_anchor=torch.cat(anchor_indices[0] + anchor_indices[1]),
+        level_area=size32[0] * size32[1] if uniform else None,
+    )
 
 
 def window_pass(
@@ -160,9 +231,15 @@ def window_pass(
     iou_threshold: float,
     level_sizes: list[tuple[int, int]],
     strides: list[int],
-    minimum_iou: Tensor,
+    minimum_iou: Tensor | None = None,
 ) -> WindowAssignment | None:
     """The MaxIoU rules of ``max_iou.pre_assign`` on the pairs (GT, anchor of its windows).
+
+    Window of (GT, level): the index rectangle of the anchors that can reach IoU >=
+    ``minimum_iou``. Necessary condition used: IoU >= t needs overlap >= t * max(area_a, area_g),
+    so the x-overlap must be >= t * max(area_a, area_g) / min(h_a, h_g) (and likewise for y); the
+    index range follows from the grid (column j spans j*s + [x1_0, x2_0]). Computed in float64
+    with a slightly relaxed IoU and a small slack in index units, so rounding only widens windows.
 
     Anchors outside every window have IoU < ``minimum_iou`` with every GT, which cannot matter as
     long as every GT's best IoU reaches ``minimum_iou`` (<= threshold): then neither the threshold
@@ -170,35 +247,52 @@ def window_pass(
     fails (best IoU found below ``minimum_iou``, or 0): the result is only valid when none did.
 
     Host syncs: one (the ragged sizes). Returns None when the batch is too large for the key
-    layout (more than 2**21 window rows); the caller then uses the dense path.
+    layout (2**21 window rows or more); the caller then uses the dense path.
 
     Args:
-        anchors: [N, 4] float32 of an ``AnchorGrid`` (levels concatenated, each row-major).
+        anchors: [N, 4] float32 of an ``AnchorGrid`` (levels concatenated, each row-major; the
+            x-extent of an anchor depends only on its column, the y-extent only on its row).
         valid_mask: [B, N] bool.
         boxes: [G, 4] float32, all GTs of the batch; gt_image: [G] long, their image.
         iou_threshold: in (0, 1] (see :func:`sparse_supported`).
-        minimum_iou: [G] float32, the IoU each GT's window must cover (<= the threshold).
+        minimum_iou: [G] float32, the IoU each GT's window must cover (<= the threshold);
+            None: the guess of :func:`window_iou`.
     """
     device = anchors.device
     batch_size, num_anchors = valid_mask.shape
     num_gts = boxes.shape[0]
     num_levels = len(level_sizes)
-    counts = [height * width for height, width in level_sizes]
-    level_start = [sum(counts[:level]) for level in range(num_levels)]
-    # Per level (long): index of anchor (0, 0), anchor-index step of a column and of a row.
-    level_table = torch.tensor(
-        [[start, 1, width] for start, (_height, width) in zip(level_start, level_sizes, strict=True)],
-        device=device,
-    )  # [L, 3]
-    first, count = _window_bounds(anchors, boxes, minimum_iou, level_sizes, strides, level_table[:, 0])
     num_windows = num_gts * num_levels
-    # Axis entries: every column of every window (x, window-major), then every row (y).
-    entry_count = count.permute(2, 0, 1).reshape(-1)  # [2W]: columns of windows 0..W-1, then rows
-    column_count, row_count = entry_count[:num_windows], entry_count[num_windows:]
-    sizes = torch.stack(
-        [column_count.sum(), row_count.sum(), (column_count * row_count).sum(), valid_mask.all()]
-    ).tolist()  # the one host sync: ragged sizes, and whether every anchor is valid
-    num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes)
+    tables = _grid_tables(anchors, level_sizes, strides)
+
+    # ---- windows, [2 (axis: x = columns, y = rows), G, L] ----
+    box_columns = boxes.T  # [4, G] (x1, y1, x2, y2)
+    gt_size32 = box_columns[2:] - box_columns[:2]  # [2, G]
+    gt_area32 = gt_size32.prod(dim=0)  # [G], pair_iou's gt_area
+    if minimum_iou is None:  # window_iou's guess (same float32 operations)
+        centred_overlap = torch.minimum(gt_size32[:, :, None], tables.anchor_size32).prod(dim=0)  # [G, L]
+        centred_iou = centred_overlap / (gt_area32[:, None] + tables.anchor_area32 - centred_overlap)
+        minimum_iou = (0.5 * centred_iou.amax(dim=1)).clamp_(max=iou_threshold)
+    # GT edges in float64, signed so that both window ends use floor: (-x1, -y1), (x2, y2).
+    gt_edges = boxes.double().T.reshape(2, 2, num_gts) * tables.side_sign  # [side, axis, G]
+    gt_size = gt_edges.sum(dim=0)  # [2, G]
+    needed_area = (minimum_iou.double() * 0.999)[:, None] * torch.maximum(
+        gt_size.prod(dim=0)[:, None], tables.anchor_area64
+    )  # [G, L]
+    smaller_size = torch.minimum(gt_size[:, :, None], tables.anchor_size64)  # [2, G, L]
+    needed_overlap = needed_area / smaller_size.flip(0)  # x-overlap needs area / min height
+    possible = (needed_overlap <= smaller_size).all(dim=0)  # [G, L]
+    # side 0: -first index = floor((x2_0 - x1_gt - overlap) / s + slack) (clamped to <= 0);
+    # side 1: last index = floor((x2_gt - overlap - x1_0) / s + slack) (clamped to <= W - 1).
+    bounds = torch.minimum(
+        ((gt_edges[:, :, :, None] - needed_overlap) / tables.stride + tables.edge_constant).floor_(),
+        tables.index_limit,
+    )  # [side, axis, G, L]
+    count = (bounds.sum(dim=0) + 1).clamp_(min=0) * possible  # [2, G, L] columns / rows
+    pairs_per_window = count.prod(dim=0)  # [G, L]
+    count *= pairs_per_window > 0  # a window without column or row is empty
+    sizes = torch.stack([count[0].sum(), count[1].sum(), pairs_per_window.sum(), valid_mask.all()]).tolist()
+    num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes)  # the one host sync
     if num_rows >= 2**_ROW_BITS:
         return None
     if num_pairs == 0:
@@ -207,97 +301,110 @@ def window_pass(
             positive_bound=-1,
             row_gt=torch.zeros(0, dtype=torch.long, device=device),
             failed=torch.ones(num_gts, dtype=torch.bool, device=device),
+            minimum_iou=minimum_iou,
         )
-    num_entries = num_columns + num_rows
-    entry_owner = torch.repeat_interleave(entry_count, output_size=num_entries)  # [C+R] in [0, 2W)
-    owner_start = entry_count.cumsum(0) - entry_count  # [2W] first entry of every owner
-    # Per owner (long): anchor-index step, anchor index of its first entry minus its first entry
-    # position times the step (so that anchor = position * step + base), axis, GT.
-    window_level = torch.arange(num_levels, device=device).repeat(num_gts)  # [W]
-    window_gt = torch.arange(num_gts, device=device).repeat_interleave(num_levels)  # [W]
-    step = level_table[:, 1:].T.index_select(1, window_level).reshape(-1)  # [2W] (x steps, y steps)
-    owner_base = (
-        level_table[:, 0].index_select(0, window_level).repeat(2)
-        + (first.permute(2, 0, 1).reshape(-1) - owner_start) * step
-    )  # [2W]
-    axis = torch.arange(2, device=device).repeat_interleave(num_windows)  # [2W]
-    owner_table = torch.stack([step, owner_base, 4 * window_gt.repeat(2) + axis, axis], dim=1)  # [2W, 4]
-    entry_step, entry_base, entry_gt_coordinate, entry_axis = owner_table.index_select(0, entry_owner).unbind(1)
-    entry_anchor = torch.arange(num_entries, device=device) * entry_step + entry_base  # [C+R]
-    anchor_coordinate = 4 * entry_anchor + entry_axis  # index of x1 (or y1) in anchors.view(-1)
-    flat_anchors = anchors.reshape(-1)
-    flat_boxes = boxes.reshape(-1)
-    anchor_low = flat_anchors.index_select(0, anchor_coordinate)
-    anchor_high = flat_anchors.index_select(0, anchor_coordinate + 2)
-    gt_low = flat_boxes.index_select(0, entry_gt_coordinate)
-    gt_high = flat_boxes.index_select(0, entry_gt_coordinate + 2)
-    # pair_iou's float32 operations, per axis entry: overlap extent and anchor extent.
-    entry_overlap = (torch.minimum(gt_high, anchor_high) - torch.maximum(gt_low, anchor_low)).clamp_(min=0)
-    entry_extent = anchor_high - anchor_low
-    column_overlap, row_overlap = entry_overlap[:num_columns], entry_overlap[num_columns:]
-    column_extent, row_extent = entry_extent[:num_columns], entry_extent[num_columns:]
+    first = bounds[0].neg().long()  # [2, G, L] first column / row
+    count = count.long()
 
-    # Row entries: the window of each, its column count / first column entry / first column.
-    row_window = entry_owner[num_columns:] - num_windows  # [R]
+    # ---- axis entries: every column of every window (x), then every row (y) ----
+    num_entries = num_columns + num_rows
+    owner_count = count.reshape(-1)  # [2W], owners = (axis, GT, level)
+    owner_start = owner_count.cumsum(0) - owner_count
+    # Entry k of an owner is column / row first + k: its index in the axis tables is "entry + delta".
+    owner_delta = (tables.axis_start + first).reshape(-1) - owner_start  # [2W]
+    entry_index = torch.repeat_interleave(owner_delta, owner_count, output_size=num_entries)
+    entry_index += torch.arange(num_entries, device=device)
+    owner_gt = box_columns.reshape(2, 2, num_gts).permute(1, 2, 0)[:, :, None].expand(2, num_gts, num_levels, 2)
+    entry_gt = torch.repeat_interleave(owner_gt.reshape(-1, 2), owner_count, dim=0, output_size=num_entries)
+    # pair_iou's float32 operations, per column / row: overlap extent.
+    entry_overlap = (
+        torch.minimum(entry_gt[:, 1], tables.axis_high.index_select(0, entry_index))
+        - torch.maximum(entry_gt[:, 0], tables.axis_low.index_select(0, entry_index))
+    ).clamp_(min=0)
+    column_overlap, row_overlap = entry_overlap[:num_columns], entry_overlap[num_columns:]
+
+    # ---- row entries: the window columns each row pairs with ----
+    row_count = owner_count[num_windows:]
     window_table = torch.stack(
         [
-            column_count,
-            owner_start[:num_windows],
-            first[:, :, 0].reshape(-1) + gt_image.repeat_interleave(num_levels) * num_anchors,
-            window_gt,
+            count[0],
+            owner_start[:num_windows].view(num_gts, num_levels),
+            first[0] + (gt_image * num_anchors)[:, None],  # [B*N] index of column "first" of row 0
+            torch.arange(num_gts, device=device)[:, None].expand(num_gts, num_levels),
         ],
-        dim=1,
-    )  # [W, 4]
-    row_columns, row_first_column_entry, row_column_offset, row_gt = window_table.index_select(
-        0, row_window
+        dim=2,
+    ).reshape(num_windows, 4)
+    row_columns, row_first_column, row_offset, row_gt = torch.repeat_interleave(
+        window_table, row_count, dim=0, output_size=num_rows
     ).unbind(1)
-    gt_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # [G] as in pair_iou
-    row_gt_area = gt_area.index_select(0, row_gt)  # [R]
+    if tables.level_area is not None:
+        # pair_iou's gt_area + anchor_area, one value per window when anchor areas are uniform.
+        window_sum = (gt_area32[:, None] + tables.level_area).reshape(-1)
+    else:
+        window_sum = gt_area32[:, None].expand(num_gts, num_levels).reshape(-1)  # gt_area only
+    row_sum = torch.repeat_interleave(window_sum, row_count, output_size=num_rows)
     row_pair_start = row_columns.cumsum(0) - row_columns  # [R]
-    # Pair e of row entry i (i-th row, j-th column of its window): three sequences
-    # "slope * e + per-row constant": row entry (slope 0), column entry and [B*N] anchor index
-    # (slope 1), built as one cumulative sum of increments that jump at every row start.
-    slope = torch.tensor([[0], [1], [1]], device=device)
+    # Pair e of row entry i: three sequences "slope * e + constant of i": row entry (slope 0),
+    # column entry and [B*N] anchor index (slope 1), one cumulative sum of increments that jump at
+    # every row start (every row entry has >= 1 pair).
     row_constant = torch.stack(
         [
             torch.arange(num_rows, device=device),
-            row_first_column_entry - row_pair_start,
-            entry_anchor[num_columns:] + row_column_offset - row_pair_start,
+            row_first_column - row_pair_start,
+            tables.axis_anchor.index_select(0, entry_index[num_columns:]) + row_offset - row_pair_start,
         ]
     )  # [3, R]
-    previous = torch.cat([slope, row_constant[:, :-1]], dim=1)
-    increments = slope.expand(3, num_pairs).contiguous()
-    increments.index_copy_(1, row_pair_start, row_constant - previous + slope)
+    jumps = row_constant - torch.cat([tables.slope, row_constant[:, :-1]], dim=1) + tables.slope
+    increments = tables.slope.expand(3, num_pairs).contiguous()
+    increments.index_copy_(1, row_pair_start, jumps)
     row_of_pair, column_of_pair, flat = increments.cumsum(1).unbind(0)  # [E] each
 
+    # ---- pairs ----
     overlap = column_overlap.index_select(0, column_of_pair) * row_overlap.index_select(0, row_of_pair)
-    union = row_gt_area.index_select(0, row_of_pair) + column_extent.index_select(
-        0, column_of_pair
-    ) * row_extent.index_select(0, row_of_pair)
-    union -= overlap
+    if tables.level_area is not None:
+        union = row_sum.index_select(0, row_of_pair) - overlap
+    else:
+        entry_extent = tables.axis_extent.index_select(0, entry_index)
+        anchor_area = entry_extent[:num_columns].index_select(0, column_of_pair) * entry_extent[
+            num_columns:
+        ].index_select(0, row_of_pair)
+        union = row_sum.index_select(0, row_of_pair) + anchor_area
+        union -= overlap
     if not all_valid:
         # IoU 0 with an invalid anchor: never above the threshold, never a GT's best (> 0).
         overlap *= valid_mask.reshape(-1).index_select(0, flat)
     iou = overlap / union  # [E], bit-identical to pair_iou
     iou_bits = iou.view(torch.int32)  # IoU >= 0: ordered like the IoUs
 
-    best_of_row = torch.full((num_rows,), -1, dtype=torch.int32, device=device).scatter_reduce_(
-        0, row_of_pair, iou_bits, reduce="amax"
-    )
-    best_of_gt = torch.full((num_gts,), -1, dtype=torch.int32, device=device).scatter_reduce_(
-        0, row_gt, best_of_row, reduce="amax"
-    )  # [G] bit pattern of each GT's best IoU (-1: no pair)
+    if tables.level_area is not None and all_valid:
+        # Best IoU of a window without a pass over the pairs: with a constant anchor area the
+        # float32 IoU is non-decreasing in the overlap, which is largest at the widest column
+        # times the tallest row (a pair of the window).
+        owner_best = torch.segment_reduce(entry_overlap, "max", lengths=owner_count, unsafe=True, initial=0.0)
+        best_overlap = owner_best.view(2, num_gts, num_levels).prod(dim=0)  # [G, L]
+        best_of_gt = (best_overlap / (window_sum.view(num_gts, num_levels) - best_overlap)).amax(dim=1)
+        best_of_gt = best_of_gt.view(torch.int32)  # [G] bit pattern of each GT's best IoU
+    else:
+        best_of_row = torch.full((num_rows,), -1, dtype=torch.int32, device=device).scatter_reduce_(
+            0, row_of_pair, iou_bits, reduce="amax"
+        )
+        best_of_gt = torch.full((num_gts,), -1, dtype=torch.int32, device=device).scatter_reduce_(
+            0, row_gt, best_of_row, reduce="amax"
+        )  # [G] bit pattern of each GT's best IoU (-1: no pair)
     failed = (best_of_gt < minimum_iou.view(torch.int32)) | (best_of_gt <= 0)
     claims = iou_bits == best_of_gt.index_select(0, row_gt).index_select(0, row_of_pair)
     keys = _pair_keys(iou_bits, row_of_pair, claims)
     buffer = torch.full((batch_size * num_anchors,), _NO_KEY, dtype=torch.long, device=device)
     buffer.scatter_reduce_(0, flat, keys.view(torch.int64), reduce="amin")
-    threshold_bits = int(torch.tensor(iou_threshold, dtype=torch.float32).view(torch.int32))
-    bound = torch.tensor(
-        _THRESHOLD_BASE + (_IOU_BITS_LIMIT - 1 - threshold_bits) * _ROW_SCALE + (_ROW_SCALE - 1),
-        dtype=torch.float64,
-    ).view(torch.int64)
-    return WindowAssignment(keys=buffer, positive_bound=int(bound), row_gt=row_gt, failed=failed)
+    threshold_bits = struct.unpack("<i", struct.pack("<f", iou_threshold))[0]  # float32(threshold)
+    bound = _THRESHOLD_BASE + (_IOU_BITS_LIMIT - 1 - threshold_bits) * _ROW_SCALE + (_ROW_SCALE - 1)
+    return WindowAssignment(
+        keys=buffer,
+        positive_bound=struct.unpack("<q", struct.pack("<d", bound))[0],
+        row_gt=row_gt,
+        failed=failed,
+        minimum_iou=minimum_iou,
+    )
 
 
 def _pair_keys(iou_bits: Tensor, row_of_pair: Tensor, claims: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ladet.assign.anchor_windows import WindowAssignment, pair_iou, sparse_supported, window_iou, window_pass
+from ladet.assign.anchor_windows import WindowAssignment, pair_iou, sparse_supported, window_pass
 from ladet.assign.inference import inference_internals
 
 __all__ = ["PreAssignment", "pre_assign", "validate_gt_boxes", "pair_iou"]
@@ -215,7 +215,7 @@ def pre_assign(
     gt_local = torch.arange(boxes.shape[0], device=device) - offsets.index_select(0, gt_image)
     windows: WindowAssignment | None = None
     if level_sizes is not None and strides is not None and sparse_supported(iou_threshold, max_gts):
-        minimum_iou = window_iou(boxes, anchors, level_sizes, iou_threshold)  # [G_total]
+        minimum_iou: Tensor | None = None  # window_pass guesses it (see window_iou)
         for _attempt in range(2):
             windows = window_pass(
                 anchors, valid_mask, boxes, gt_image, iou_threshold, level_sizes, strides, minimum_iou
@@ -223,7 +223,7 @@ def pre_assign(
             if windows is None or not bool(windows.failed.any()):  # host sync
                 break
             # Retry with the full overlap window for the GTs whose guess was wrong.
-            minimum_iou = torch.where(windows.failed, torch.zeros_like(minimum_iou), minimum_iou)
+            minimum_iou = torch.where(windows.failed, torch.zeros_like(windows.minimum_iou), windows.minimum_iou)
             windows = None
     if windows is None:
         padded_boxes = anchors.new_zeros((batch_size, max_gts, 4))
@@ -241,13 +241,14 @@ def pre_assign(
     gt_local_of_pre = gt_local.index_select(0, gt_global)
     gt_index = torch.full((batch_size * num_anchors,), -1, dtype=torch.long, device=device)
     gt_index.scatter_(0, flat_positive, gt_local_of_pre)
+    anchor_index = torch.sub(flat_positive, image_index, alpha=num_anchors)
     return PreAssignment(
         gt_index=gt_index.view(batch_size, num_anchors),
         image_index=image_index,
-        anchor_index=torch.sub(flat_positive, image_index, alpha=num_anchors),
+        anchor_index=anchor_index,
         gt_local=gt_local_of_pre,
         gt_global=gt_global,
-        level=level_index.to(device).index_select(0, flat_positive - image_index * num_anchors),
+        level=level_index.to(device).index_select(0, anchor_index),
         labels=labels.index_select(0, gt_global),
         box_targets=_gather_boxes(boxes, gt_global),
         num_gts_per_image=num_gts_per_image,
