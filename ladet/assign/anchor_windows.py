@@ -291,7 +291,9 @@ def window_pass(
     count = (bounds.sum(dim=0) + 1).clamp_(min=0) * possible  # [2, G, L] columns / rows
     pairs_per_window = count.prod(dim=0)  # [G, L]
     count *= pairs_per_window > 0  # a window without column or row is empty
-    sizes = torch.stack([count[0].sum(), count[1].sum(), pairs_per_window.sum(), valid_mask.all()]).tolist()
+    # (all valid: uint8 minimum, ~10x faster on CPU than bool all())
+    all_valid_anchors = valid_mask.view(torch.uint8).amin() if valid_mask.numel() else pairs_per_window.new_ones(())
+    sizes = torch.stack([count[0].sum(), count[1].sum(), pairs_per_window.sum(), all_valid_anchors]).tolist()
     num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes)  # the one host sync
     if num_rows >= 2**_ROW_BITS:
         return None
@@ -312,10 +314,13 @@ def window_pass(
     owner_start = owner_count.cumsum(0) - owner_count
     # Entry k of an owner is column / row first + k: its index in the axis tables is "entry + delta".
     owner_delta = (tables.axis_start + first).reshape(-1) - owner_start  # [2W]
-    entry_index = torch.repeat_interleave(owner_delta, owner_count, output_size=num_entries)
+    # One repeat_interleave (the owner of every entry), then plain gathers: each repeat_interleave
+    # costs a cumsum, an index build and a gather.
+    entry_owner = torch.repeat_interleave(owner_count, output_size=num_entries)  # [C+R]
+    entry_index = owner_delta.index_select(0, entry_owner)
     entry_index += torch.arange(num_entries, device=device)
     owner_gt = box_columns.reshape(2, 2, num_gts).permute(1, 2, 0)[:, :, None].expand(2, num_gts, num_levels, 2)
-    entry_gt = torch.repeat_interleave(owner_gt.reshape(-1, 2), owner_count, dim=0, output_size=num_entries)
+    entry_gt = owner_gt.reshape(-1, 2).index_select(0, entry_owner)  # [C+R, (low, high)]
     # pair_iou's float32 operations, per column / row: overlap extent.
     entry_overlap = (
         torch.minimum(entry_gt[:, 1], tables.axis_high.index_select(0, entry_index))
@@ -324,7 +329,7 @@ def window_pass(
     column_overlap, row_overlap = entry_overlap[:num_columns], entry_overlap[num_columns:]
 
     # ---- row entries: the window columns each row pairs with ----
-    row_count = owner_count[num_windows:]
+    row_window = entry_owner[num_columns:] - num_windows  # [R]
     window_table = torch.stack(
         [
             count[0],
@@ -334,15 +339,13 @@ def window_pass(
         ],
         dim=2,
     ).reshape(num_windows, 4)
-    row_columns, row_first_column, row_offset, row_gt = torch.repeat_interleave(
-        window_table, row_count, dim=0, output_size=num_rows
-    ).unbind(1)
+    row_columns, row_first_column, row_offset, row_gt = window_table.index_select(0, row_window).unbind(1)
     if tables.level_area is not None:
         # pair_iou's gt_area + anchor_area, one value per window when anchor areas are uniform.
         window_sum = (gt_area32[:, None] + tables.level_area).reshape(-1)
     else:
         window_sum = gt_area32[:, None].expand(num_gts, num_levels).reshape(-1)  # gt_area only
-    row_sum = torch.repeat_interleave(window_sum, row_count, output_size=num_rows)
+    row_sum = window_sum.index_select(0, row_window)
     row_pair_start = row_columns.cumsum(0) - row_columns  # [R]
     # Pair e of row entry i: three sequences "slope * e + constant of i": row entry (slope 0),
     # column entry and [B*N] anchor index (slope 1), one cumulative sum of increments that jump at
@@ -357,7 +360,8 @@ def window_pass(
     jumps = row_constant - torch.cat([tables.slope, row_constant[:, :-1]], dim=1) + tables.slope
     increments = tables.slope.expand(3, num_pairs).contiguous()
     increments.index_copy_(1, row_pair_start, jumps)
-    row_of_pair, column_of_pair, flat = increments.cumsum(1).unbind(0)  # [E] each
+    # In place: every fresh [3, E] buffer costs page faults on CPU.
+    row_of_pair, column_of_pair, flat = increments.cumsum_(1).unbind(0)  # [E] each
 
     # ---- pairs ----
     overlap = column_overlap.index_select(0, column_of_pair) * row_overlap.index_select(0, row_of_pair)
@@ -416,12 +420,13 @@ def _pair_keys(iou_bits: Tensor, row_of_pair: Tensor, claims: Tensor) -> Tensor:
       threshold key (claims override), the smallest is the largest row entry = the last GT.
     Every key is an integer < 2**52 whose low 21 bits are the row entry.
     """
+    # Few fresh [E] buffers (each costs page faults on CPU): the claim key is built in place.
     row = row_of_pair.double()
     threshold_key = (row + (_THRESHOLD_BASE + (_IOU_BITS_LIMIT - 1) * _ROW_SCALE)).sub_(
-        iou_bits.double(), alpha=_ROW_SCALE
+        iou_bits, alpha=_ROW_SCALE
     )
-    claim_key = row.mul(1.0 - _ROW_SCALE).add_((_IOU_BITS_LIMIT - 1) * _ROW_SCALE)
-    return torch.where(claims, claim_key, threshold_key)
+    claim_key = row.mul_(1.0 - _ROW_SCALE).add_((_IOU_BITS_LIMIT - 1) * _ROW_SCALE)
+    return torch.where(claims, claim_key, threshold_key, out=threshold_key)
 
 
 def sparse_assign(

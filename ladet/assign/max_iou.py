@@ -106,9 +106,11 @@ def _check_gt_shapes(gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> None:
 def _check_gt_values(all_boxes: Tensor, gt_boxes: list[Tensor]) -> None:
     """Raise ``ValueError`` naming the first bad box when a box of ``all_boxes`` ([G_total, 4] float32,
     the concatenation of ``gt_boxes``) is non-finite or has x2 <= x1 or y2 <= y1. One host sync."""
-    # x2 > x1 is False for NaN; the remaining non-finite values are infinities.
-    ordered = (all_boxes[:, 2:] > all_boxes[:, :2]).all()
-    if bool(ordered & (all_boxes.abs().amax() < float("inf"))):
+    # A box is fine when 0 < width, height < inf: any NaN or infinite coordinate gives a NaN,
+    # infinite or non-positive size (NaN propagates through aminmax). A finite box whose size
+    # overflows float32 only sends us to the exact per-box check below, which accepts it.
+    smallest, largest = torch.stack(torch.aminmax(all_boxes[:, 2:] - all_boxes[:, :2])).tolist()
+    if smallest > 0 and largest < float("inf"):
         return
     # Error path only: find the first bad box and name it.
     for image, boxes in enumerate(gt_boxes):
@@ -235,12 +237,14 @@ def pre_assign(
         return _pre_assignment(gt_index, boxes, labels, offsets, level_index, num_gts_per_image, num_levels)
 
     # Pre-positives straight from the window keys: no [B, N] decoding pass.
-    flat_positive = torch.nonzero(windows.keys <= windows.positive_bound).flatten()  # [P], (image, anchor) order
+    # nonzero of the uint8 view: same indices, ~1.5x faster on CPU than on bool.
+    flat_positive = torch.nonzero((windows.keys <= windows.positive_bound).view(torch.uint8)).flatten()  # [P]
     gt_global = windows.winners(flat_positive)  # [P]
     image_index = gt_image.index_select(0, gt_global)
     gt_local_of_pre = gt_local.index_select(0, gt_global)
-    gt_index = torch.full((batch_size * num_anchors,), -1, dtype=torch.long, device=device)
-    gt_index.scatter_(0, flat_positive, gt_local_of_pre)
+    # gt_index reuses the memory of the keys (read for the last time above): a fresh [B*N] buffer
+    # costs page faults on CPU.
+    gt_index = windows.keys.fill_(-1).scatter_(0, flat_positive, gt_local_of_pre)
     anchor_index = torch.sub(flat_positive, image_index, alpha=num_anchors)
     return PreAssignment(
         gt_index=gt_index.view(batch_size, num_anchors),
