@@ -19,8 +19,9 @@ number of passes over pair-sized tensors are what matter):
   ``flat[e]`` are "arange + a constant per row entry", built with a single cumulative sum.
 * Resolution with one key per pair. The MaxIoU rules (threshold step: max IoU, first GT on ties;
   low-quality pass: every anchor at a GT's best IoU goes to the last such GT) are folded into one
-  integer key per pair, so one ``scatter_reduce(amin)`` into a [B*N] buffer resolves everything
-  (see :func:`_pair_keys`); the buffer then also tells which GT (row entry) won each anchor.
+  int64 key per pair (float32 IoUs >= 0 order like their bit patterns), so one
+  ``scatter_reduce(amin)`` into a [B*N] buffer resolves everything (see :func:`_pair_keys`); the
+  buffer then also tells which GT (row entry) won each anchor.
 """
 
 from __future__ import annotations
@@ -34,15 +35,10 @@ from torch import Tensor
 
 __all__ = ["pair_iou", "sparse_assign", "window_iou"]
 
-# Key layout (see _pair_keys). Keys are integers below 2**52 stored in float64 (exact) and
-# scattered as the int64 bit pattern of that float64: for non-negative doubles the bit patterns
-# order like the values, and float64 arithmetic is several times cheaper than int64 arithmetic
-# on CPU. The low _ROW_BITS bits of a key are the row entry (window row) of the pair.
+# Key layout (see _pair_keys): int64 keys (M << 21) | row entry, M < 2**31. The low _ROW_BITS
+# bits of a key are the row entry (window row) of the pair.
 _ROW_BITS = 21
-_ROW_SCALE = float(2**_ROW_BITS)
-_IOU_BITS_LIMIT = 2**30  # float32 bit patterns of IoUs in [0, 1] are below 2**30
-_THRESHOLD_BASE = float(2**51)  # every threshold-step key is >= this, every claim key is below
-_DECODE_OFFSET = float(2**52)  # key + 2**52 has exponent 52: its mantissa bits are the key
+_ROW_MASK = 2**_ROW_BITS - 1
 _NO_KEY = torch.iinfo(torch.int64).max  # above every key: the anchor has no pair
 
 
@@ -98,9 +94,7 @@ class WindowAssignment:
 
     def winners(self, flat_index: Tensor) -> Tensor:
         """[P] long batch GT index winning the anchors ``flat_index`` ([P] long, all pre-positive)."""
-        keys = self.keys.index_select(0, flat_index).view(torch.float64)
-        # key < 2**52, so key + 2**52 is exact with exponent 52 and its low mantissa bits are the key.
-        row_entry = (keys + _DECODE_OFFSET).view(torch.int64) & (2**_ROW_BITS - 1)
+        row_entry = self.keys.index_select(0, flat_index) & _ROW_MASK
         return self.row_gt.index_select(0, row_entry)
 
 
@@ -395,12 +389,13 @@ def window_pass(
     claims = iou_bits == best_of_gt.index_select(0, row_gt).index_select(0, row_of_pair)
     keys = _pair_keys(iou_bits, row_of_pair, claims)
     buffer = torch.full((batch_size * num_anchors,), _NO_KEY, dtype=torch.long, device=device)
-    buffer.scatter_reduce_(0, flat, keys.view(torch.int64), reduce="amin")
+    buffer.scatter_reduce_(0, flat, keys, reduce="amin")
     threshold_bits = struct.unpack("<i", struct.pack("<f", iou_threshold))[0]  # float32(threshold)
-    bound = _THRESHOLD_BASE + (_IOU_BITS_LIMIT - 1 - threshold_bits) * _ROW_SCALE + (_ROW_SCALE - 1)
+    # The largest threshold-step key of an IoU >= float32(threshold), as in the dense comparison.
+    bound = ((2**31 - 1 - threshold_bits) << _ROW_BITS) | _ROW_MASK
     return WindowAssignment(
         keys=buffer,
-        positive_bound=struct.unpack("<q", struct.pack("<d", bound))[0],
+        positive_bound=bound,
         row_gt=row_gt,
         failed=failed,
         minimum_iou=minimum_iou,
@@ -408,21 +403,19 @@ def window_pass(
 
 
 def _pair_keys(iou_bits: Tensor, row_of_pair: Tensor, claims: Tensor) -> Tensor:
-    """[E] float64 keys whose minimum per anchor is the MaxIoU winner.
+    """[E] int64 keys ``(M << 21) | row entry`` whose minimum per anchor is the MaxIoU winner.
 
-    * threshold step, ``2**51 + (2**30 - 1 - iou_bits) * 2**21 + row``: the smallest is the
-      highest IoU, then the smallest row entry, i.e. the first GT (row entries are GT-major).
-    * low-quality claim (IoU == the GT's best), ``(2**30 - 1 - row) * 2**21 + row``: below every
-      threshold key (claims override), the smallest is the largest row entry = the last GT.
-    Every key is an integer < 2**52 whose low 21 bits are the row entry.
+    * threshold step, ``M = 2**31 - 1 - iou_bits`` (>= 2**30): the smallest key is the highest
+      IoU, then the smallest row entry, i.e. the first GT (row entries are GT-major and a GT pairs
+      with an anchor at most once).
+    * low-quality claim (IoU == the GT's best), ``M = 2**30 - 1 - row``: below every threshold key
+      (claims override), the smallest is the largest row entry = the last GT.
     """
-    # Few fresh [E] buffers (each costs page faults on CPU): the claim key is built in place.
-    row = row_of_pair.double()
-    threshold_key = (row + (_THRESHOLD_BASE + (_IOU_BITS_LIMIT - 1) * _ROW_SCALE)).sub_(
-        iou_bits, alpha=_ROW_SCALE
-    )
-    claim_key = row.mul_(1.0 - _ROW_SCALE).add_((_IOU_BITS_LIMIT - 1) * _ROW_SCALE)
-    return torch.where(claims, claim_key, threshold_key, out=threshold_key)
+    row = row_of_pair.int()  # < 2**21
+    keys = torch.where(claims, (2**30 - 1) - row, (2**31 - 1) - iou_bits).long()
+    keys <<= _ROW_BITS
+    keys |= row_of_pair
+    return keys
 
 
 def sparse_assign(

@@ -203,7 +203,8 @@ def pre_assign(
         else:
             num_levels = int(level_index.max()) + 1 if level_index.numel() else 1
     anchors = anchors.float()
-    offsets = torch.tensor([0, *num_gts_per_image], dtype=torch.long, device=device).cumsum(0)  # [B+1]
+    image_starts = [sum(num_gts_per_image[:image]) for image in range(len(num_gts_per_image) + 1)]
+    offsets = torch.tensor(image_starts, dtype=torch.long, device=device)  # [B+1] first GT of every image
     if max_gts == 0:
         gt_index = torch.full((batch_size, num_anchors), -1, dtype=torch.long, device=device)
         return _pre_assignment(
@@ -212,9 +213,10 @@ def pre_assign(
         )
 
     labels = torch.cat([labels.to(device=device, dtype=torch.long) for labels in gt_labels])  # [G_total]
-    counts = offsets[1:] - offsets[:-1]
-    gt_image = torch.repeat_interleave(torch.arange(batch_size, device=device), counts)  # [G_total]
-    gt_local = torch.arange(boxes.shape[0], device=device) - offsets.index_select(0, gt_image)
+    num_gts = boxes.shape[0]
+    counts = torch.tensor(num_gts_per_image, dtype=torch.long, device=device)
+    gt_image = torch.repeat_interleave(counts, output_size=num_gts)  # [G_total] (repeats of 0..B-1)
+    gt_local = torch.arange(num_gts, device=device) - offsets.index_select(0, gt_image)
     windows: WindowAssignment | None = None
     if level_sizes is not None and strides is not None and sparse_supported(iou_threshold, max_gts):
         minimum_iou: Tensor | None = None  # window_pass guesses it (see window_iou)
