@@ -105,9 +105,8 @@ def run(num_gts: int, repeats: int, seed: int = 0) -> str:
     assigner = PAAAssigner(AssignerConfig(), NUM_CLASSES, DeltaBoxCoder())
 
     def ladet_assign() -> torch.Tensor:  # what PAAAssigner.assign does before re-labelling
-        pre = assigner.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
-        costs = assigner.candidate_costs(outputs, grid, pre)
-        return assigner.select_positives(costs, pre)
+        with torch.inference_mode():
+            return assigner.positives(outputs, grid, valid_mask, gt_boxes, gt_labels)[1]
 
     def reference_assign() -> list:
         pre = reference_pre_assign(grid.anchors, valid_mask, gt_boxes, gt_labels, 0.1, grid.level_index, 5)

@@ -257,6 +257,24 @@ class PAAAssigner:
     def build_result(self, pre: PreAssignment, positive: Tensor, valid_mask: Tensor) -> AssignResult:
         return build_result(pre, positive, valid_mask, self.num_classes)
 
+    def positives(
+        self,
+        outputs: HeadOutputs,
+        grid: AnchorGrid,
+        valid_mask: Tensor,
+        gt_boxes: list[Tensor],
+        gt_labels: list[Tensor],
+    ) -> tuple[PreAssignment, Tensor]:
+        """§1.5 A-D for a batch: (pre-assignment, [P] bool final positives).
+
+        Call it under ``torch.inference_mode()`` (as :meth:`assign` does): the three steps then
+        pass their tensors to each other directly; called outside, each step hands back ordinary
+        (cloned) tensors.
+        """
+        pre = self.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
+        costs = self.candidate_costs(outputs, grid, pre)
+        return pre, self.select_positives(costs, pre)
+
     @torch.no_grad()
     def assign(
         self,
@@ -266,8 +284,11 @@ class PAAAssigner:
         gt_boxes: list[Tensor],
         gt_labels: list[Tensor],
     ) -> AssignResult:
-        """The whole §1.5 for a batch: outputs [B, N, ...] + GTs -> :class:`AssignResult`."""
-        pre = self.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
-        costs = self.candidate_costs(outputs, grid, pre)
-        positive = self.select_positives(costs, pre)
+        """The whole §1.5 for a batch: outputs [B, N, ...] + GTs -> :class:`AssignResult`.
+
+        The selection runs in one inference-mode region; the re-labelling runs outside it, so the
+        result holds ordinary tensors (the inference tensors are only read, never kept).
+        """
+        with torch.inference_mode():
+            pre, positive = self.positives(outputs, grid, valid_mask, gt_boxes, gt_labels)
         return self.build_result(pre, positive, valid_mask)
