@@ -275,7 +275,8 @@ def window_pass(
     )  # [G, L]
     smaller_size = torch.minimum(gt_size[:, :, None], tables.anchor_size64)  # [2, G, L]
     needed_overlap = needed_area / smaller_size.flip(0)  # x-overlap needs area / min height
-    possible = (needed_overlap <= smaller_size).all(dim=0)  # [G, L]
+    # Per axis; a window impossible along one axis loses its pairs below (count of the other axis too).
+    possible = needed_overlap <= smaller_size  # [2, G, L]
     # side 0: -first index = floor((x2_0 - x1_gt - overlap) / s + slack) (clamped to <= 0);
     # side 1: last index = floor((x2_gt - overlap - x1_0) / s + slack) (clamped to <= W - 1).
     bounds = torch.minimum(
@@ -347,7 +348,7 @@ def window_pass(
             tables.axis_anchor.index_select(0, entry_index[num_columns:]) + row_offset - row_pair_start,
         ]
     )  # [3, R]
-    jumps = row_constant - torch.cat([tables.slope, row_constant[:, :-1]], dim=1) + tables.slope
+    jumps = torch.diff(row_constant, dim=1, prepend=tables.slope) + tables.slope  # [3, R]
     increments = tables.slope.expand(3, num_pairs).contiguous()
     increments.index_copy_(1, row_pair_start, jumps)
     # In place: every fresh [3, E] buffer costs page faults on CPU.
@@ -385,7 +386,8 @@ def window_pass(
         best_of_gt = torch.full((num_gts,), -1, dtype=torch.int32, device=device).scatter_reduce_(
             0, row_gt, best_of_row, reduce="amax"
         )  # [G] bit pattern of each GT's best IoU (-1: no pair)
-    failed = (best_of_gt < minimum_iou.view(torch.int32)) | (best_of_gt <= 0)
+    # best < minimum_iou, or best <= 0 (bit pattern <= 0: also GTs without any pair, -1)
+    failed = best_of_gt < minimum_iou.view(torch.int32).clamp(min=1)
     claims = iou_bits == best_of_gt.index_select(0, row_gt).index_select(0, row_of_pair)
     keys = _pair_keys(iou_bits, row_of_pair, claims)
     buffer = torch.full((batch_size * num_anchors,), _NO_KEY, dtype=torch.long, device=device)
