@@ -254,3 +254,26 @@ def test_sparse_path_with_anchor_extents_that_vary_along_the_grid():
         sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
         for field in _FIELDS:
             assert torch.equal(getattr(sparse, field), getattr(dense, field)), (field, seed)
+
+
+def test_sparse_assign_and_window_iou_public_helpers_match_pre_assign():
+    from ladet.assign.anchor_windows import sparse_assign, window_iou
+
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    valid = anchor_generator.valid_mask(grid, torch.tensor([[200, 264], [136, 200]]))
+    boxes, labels = _random_batch(5, (15, 8), (200, 264))
+    expected = pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
+    all_boxes = torch.cat(boxes)
+    gt_image = torch.tensor([0] * 15 + [1] * 8)
+    gt_local = torch.cat([torch.arange(15), torch.arange(8)])
+    minimum_iou = window_iou(all_boxes, grid.anchors, grid.level_sizes, 0.1)
+    assert (minimum_iou > 0).all() and (minimum_iou <= 0.1).all()
+    assigned, failed = sparse_assign(
+        grid.anchors, valid, all_boxes, gt_image, gt_local, 0.1, grid.level_sizes, grid.strides,
+        torch.zeros_like(minimum_iou),  # every overlapping anchor: never fails here
+    )
+    assert not failed.any()
+    assert torch.equal(assigned, expected.gt_index)
