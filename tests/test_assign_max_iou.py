@@ -164,7 +164,16 @@ def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
     assert sparse.gt_index.tolist() == [[0, 0, -1, 0]]
 
 
-_FIELDS = ("gt_index", "image_index", "anchor_index", "gt_local", "gt_global", "level", "labels", "box_targets")
+_FIELDS = (
+    "gt_index",
+    "image_index",
+    "anchor_index",
+    "gt_local",
+    "gt_global",
+    "level",
+    "labels",
+    "box_targets",
+)
 
 
 def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], snap: bool = False):
@@ -174,7 +183,9 @@ def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], sna
     boxes, labels = [], []
     for count in counts:
         sides = torch.exp(torch.empty(count, 2).uniform_(0.0, 6.2, generator=generator))  # 1 .. 490 px
-        centres = torch.rand(count, 2, generator=generator) * torch.tensor([width + 40.0, height + 40.0]) - 20.0
+        centres = (
+            torch.rand(count, 2, generator=generator) * torch.tensor([width + 40.0, height + 40.0]) - 20.0
+        )
         image_boxes = torch.cat([centres - sides / 2, centres + sides / 2], dim=1)
         if snap:
             image_boxes = (image_boxes / 8).round() * 8
@@ -219,7 +230,10 @@ def test_sparse_path_single_gt_and_gts_outside_the_image():
     cases = [
         [torch.tensor([[10.0, 10.0, 20.0, 20.0]]), torch.zeros(0, 4)],
         [torch.tensor([[-900.0, -900.0, -850.0, -850.0]]), torch.tensor([[2000.0, 5.0, 2600.0, 9.0]])],
-        [torch.tensor([[0.0, 0.0, 128.0, 128.0], [0.0, 0.0, 1.0, 1.0]]), torch.tensor([[60.0, 0.0, 61.0, 128.0]])],
+        [
+            torch.tensor([[0.0, 0.0, 128.0, 128.0], [0.0, 0.0, 1.0, 1.0]]),
+            torch.tensor([[60.0, 0.0, 61.0, 128.0]]),
+        ],
     ]
     for boxes in cases:
         labels = [torch.zeros(len(image), dtype=torch.long) for image in boxes]
@@ -272,7 +286,14 @@ def test_sparse_assign_and_window_iou_public_helpers_match_pre_assign():
     minimum_iou = window_iou(all_boxes, grid.anchors, grid.level_sizes, 0.1)
     assert (minimum_iou > 0).all() and (minimum_iou <= 0.1).all()
     assigned, failed = sparse_assign(
-        grid.anchors, valid, all_boxes, gt_image, gt_local, 0.1, grid.level_sizes, grid.strides,
+        grid.anchors,
+        valid,
+        all_boxes,
+        gt_image,
+        gt_local,
+        0.1,
+        grid.level_sizes,
+        grid.strides,
         torch.zeros_like(minimum_iou),  # every overlapping anchor: never fails here
     )
     assert not failed.any()

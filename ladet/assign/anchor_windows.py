@@ -160,7 +160,10 @@ def _grid_tables(anchors: Tensor, level_sizes: list[tuple[int, int]], strides: l
     return tables
 
 
-def _build_grid_tables(anchors: Tensor, level_sizes: list[tuple[int, int]], strides: list[int]) -> _GridTables:
+def _build_grid_tables(
+    anchors: Tensor, level_sizes: list[tuple[int, int]], strides: list[int]
+) -> _GridTables:
+    """The tables of :class:`_GridTables` from the anchors ([N, 4], levels concatenated, row-major)."""
     device = anchors.device
     lows, highs, anchor_indices, block_sizes = [[], []], [[], []], [[], []], [[], []]
     first_anchors = []
@@ -204,7 +207,9 @@ def _build_grid_tables(anchors: Tensor, level_sizes: list[tuple[int, int]], stri
         anchor_size64=size64[:, None, :],
         anchor_area64=size64[0] * size64[1],
         stride=stride.view(1, 1, 1, -1),
-        edge_constant=torch.stack([high64 / stride + _WINDOW_SLACK, -low64 / stride + _WINDOW_SLACK])[:, :, None],
+        edge_constant=torch.stack([high64 / stride + _WINDOW_SLACK, -low64 / stride + _WINDOW_SLACK])[
+            :, :, None
+        ],
         index_limit=torch.stack([torch.zeros_like(last_index), last_index])[:, :, None],
         side_sign=torch.tensor([-1.0, 1.0], device=device, dtype=torch.float64).view(2, 1, 1),
         slope=torch.tensor([[0], [1], [1]], device=device),
@@ -240,8 +245,9 @@ def window_pass(
     step nor the low-quality claims can involve them. ``failed`` flags the GTs where that check
     fails (best IoU found below ``minimum_iou``, or 0): the result is only valid when none did.
 
-    Host syncs: one (the ragged sizes). Returns None when the batch is too large for the key
-    layout (2**21 window rows or more); the caller then uses the dense path.
+    Host syncs: one (the ragged sizes), plus one the first time a grid is seen (its tables).
+    Returns None when the batch is too large for the key layout (2**21 window rows or more); the
+    caller then uses the dense path.
 
     Args:
         anchors: [N, 4] float32 of an ``AnchorGrid`` (levels concatenated, each row-major; the
@@ -287,7 +293,9 @@ def window_pass(
     pairs_per_window = count.prod(dim=0)  # [G, L]
     count *= pairs_per_window > 0  # a window without column or row is empty
     # (all valid: uint8 minimum, ~10x faster on CPU than bool all())
-    all_valid_anchors = valid_mask.view(torch.uint8).amin() if valid_mask.numel() else pairs_per_window.new_ones(())
+    all_valid_anchors = (
+        valid_mask.view(torch.uint8).amin() if valid_mask.numel() else pairs_per_window.new_ones(())
+    )
     sizes = torch.stack([count[0].sum(), count[1].sum(), pairs_per_window.sum(), all_valid_anchors]).tolist()
     num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes)  # the one host sync
     if num_rows >= 2**_ROW_BITS:
@@ -314,7 +322,9 @@ def window_pass(
     entry_owner = torch.repeat_interleave(owner_count, output_size=num_entries)  # [C+R]
     entry_index = owner_delta.index_select(0, entry_owner)
     entry_index += torch.arange(num_entries, device=device)
-    owner_gt = box_columns.reshape(2, 2, num_gts).permute(1, 2, 0)[:, :, None].expand(2, num_gts, num_levels, 2)
+    owner_gt = (
+        box_columns.reshape(2, 2, num_gts).permute(1, 2, 0)[:, :, None].expand(2, num_gts, num_levels, 2)
+    )
     entry_gt = owner_gt.reshape(-1, 2).index_select(0, entry_owner)  # [C+R, (low, high)]
     # pair_iou's float32 operations, per column / row: overlap extent.
     entry_overlap = (
@@ -445,7 +455,9 @@ def sparse_assign(
         minimum_iou: [G_total] the IoU each GT's window must cover (<= the threshold).
     """
     batch_size, num_anchors = valid_mask.shape
-    result = window_pass(anchors, valid_mask, boxes, gt_image, iou_threshold, level_sizes, strides, minimum_iou)
+    result = window_pass(
+        anchors, valid_mask, boxes, gt_image, iou_threshold, level_sizes, strides, minimum_iou
+    )
     if result is None:
         raise ValueError("sparse_assign: too many window rows for the key layout; use the dense path")
     assigned = torch.full((batch_size * num_anchors,), -1, dtype=torch.long, device=anchors.device)

@@ -20,6 +20,7 @@ Worked example (one image, threshold 0.1, anchors a0..a2, GTs g0, g1)::
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -203,13 +204,18 @@ def pre_assign(
         else:
             num_levels = int(level_index.max()) + 1 if level_index.numel() else 1
     anchors = anchors.float()
-    image_starts = [sum(num_gts_per_image[:image]) for image in range(len(num_gts_per_image) + 1)]
-    offsets = torch.tensor(image_starts, dtype=torch.long, device=device)  # [B+1] first GT of every image
+    image_starts = list(itertools.accumulate(num_gts_per_image, initial=0))  # first GT of every image
+    offsets = torch.tensor(image_starts, dtype=torch.long, device=device)  # [B+1]
     if max_gts == 0:
         gt_index = torch.full((batch_size, num_anchors), -1, dtype=torch.long, device=device)
         return _pre_assignment(
-            gt_index, anchors.new_zeros((0, 4)), torch.zeros(0, dtype=torch.long, device=device),
-            offsets, level_index, num_gts_per_image, num_levels,
+            gt_index,
+            anchors.new_zeros((0, 4)),
+            torch.zeros(0, dtype=torch.long, device=device),
+            offsets,
+            level_index,
+            num_gts_per_image,
+            num_levels,
         )
 
     labels = torch.cat([labels.to(device=device, dtype=torch.long) for labels in gt_labels])  # [G_total]
@@ -227,7 +233,8 @@ def pre_assign(
             if windows is None or not bool(windows.failed.any()):  # host sync
                 break
             # Retry with the full overlap window for the GTs whose guess was wrong.
-            minimum_iou = torch.where(windows.failed, torch.zeros_like(windows.minimum_iou), windows.minimum_iou)
+            guess = windows.minimum_iou
+            minimum_iou = torch.where(windows.failed, torch.zeros_like(guess), guess)
             windows = None
     if windows is None:
         padded_boxes = anchors.new_zeros((batch_size, max_gts, 4))
