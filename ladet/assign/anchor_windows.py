@@ -90,7 +90,7 @@ class WindowAssignment:
     positive_bound: int
     row_gt: Tensor
     failed: Tensor
-    minimum_iou: Tensor | None = None
+    minimum_iou: Tensor
 
     def winners(self, flat_index: Tensor) -> Tensor:
         """[P] long batch GT index winning the anchors ``flat_index`` ([P] long, all pre-positive)."""
@@ -165,8 +165,12 @@ def _build_grid_tables(
 ) -> _GridTables:
     """The tables of :class:`_GridTables` from the anchors ([N, 4], levels concatenated, row-major)."""
     device = anchors.device
-    lows, highs, anchor_indices, block_sizes = [[], []], [[], []], [[], []], [[], []]
-    first_anchors = []
+    # Per axis (x: columns, y: rows), per level.
+    lows: tuple[list[Tensor], list[Tensor]] = ([], [])
+    highs: tuple[list[Tensor], list[Tensor]] = ([], [])
+    anchor_indices: tuple[list[Tensor], list[Tensor]] = ([], [])
+    block_sizes: tuple[list[int], list[int]] = ([], [])
+    first_anchors: list[Tensor] = []
     start = 0
     for height, width in level_sizes:  # a loop over levels, once per grid
         level = anchors[start : start + height * width].view(height, width, 4)
