@@ -298,3 +298,18 @@ def test_sparse_assign_and_window_iou_public_helpers_match_pre_assign():
     )
     assert not failed.any()
     assert torch.equal(assigned, expected.gt_index)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.5])
+def test_thresholds_outside_the_window_path_use_the_dense_answer(threshold):
+    """Threshold 0 (every anchor positive) or above 1 (only low-quality claims): the dense path."""
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-96 // stride), -(-128 // stride)) for stride in strides]
+    grid = AnchorGenerator(strides, 8.0).grid(level_sizes, "cpu")
+    valid = torch.ones(1, grid.num_anchors, dtype=torch.bool)
+    boxes, labels = _random_batch(2, (6,), (96, 128))
+    arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index, 5)
+    dense = pre_assign(*arguments)
+    sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
+    for field in _FIELDS:
+        assert torch.equal(getattr(sparse, field), getattr(dense, field)), field

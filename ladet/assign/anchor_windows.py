@@ -68,10 +68,14 @@ def pair_iou(anchors: Tensor, gt_boxes: Tensor) -> Tensor:
     return overlap / (gt_area + anchor_area - overlap)
 
 
-def sparse_supported(iou_threshold: float, num_gts: int) -> bool:
+def sparse_supported(
+    iou_threshold: float, num_gts: int, level_sizes: list[tuple[int, int]] | None = None
+) -> bool:
     """Whether :func:`sparse_assign` applies: a threshold in (0, 1] (with a threshold <= 0 every
-    anchor outside the windows would be positive too; above 1 the key layout would not hold)."""
-    return 0.0 < iou_threshold <= 1.0 and num_gts < 2**20
+    anchor outside the windows would be positive too; above 1 the key layout would not hold) and
+    no empty level."""
+    levels_ok = level_sizes is None or all(height > 0 and width > 0 for height, width in level_sizes)
+    return 0.0 < iou_threshold <= 1.0 and num_gts < 2**20 and levels_ok
 
 
 @dataclass

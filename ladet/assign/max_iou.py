@@ -224,7 +224,11 @@ def pre_assign(
     gt_image = torch.repeat_interleave(counts, output_size=num_gts)  # [G_total] (repeats of 0..B-1)
     gt_local = torch.arange(num_gts, device=device) - offsets.index_select(0, gt_image)
     windows: WindowAssignment | None = None
-    if level_sizes is not None and strides is not None and sparse_supported(iou_threshold, max_gts):
+    if (
+        level_sizes is not None
+        and strides is not None
+        and sparse_supported(iou_threshold, max_gts, level_sizes)
+    ):
         minimum_iou: Tensor | None = None  # window_pass guesses it (see window_iou)
         for _attempt in range(2):
             windows = window_pass(
