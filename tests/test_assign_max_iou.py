@@ -313,3 +313,33 @@ def test_thresholds_outside_the_window_path_use_the_dense_answer(threshold):
     sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
     for field in _FIELDS:
         assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
+
+
+def test_negative_zero_gt_edges_and_invalid_anchors():
+    """A GT edge at -0.0 on an anchor edge at 0 gives IoUs of -0.0 (equal to 0): such pairs are
+    neither positives nor claims, also on invalid anchors (regression test). Windows that cover
+    every touching anchor (minimum IoU 0, as in the retry) contain such pairs."""
+    from ladet.assign.anchor_windows import sparse_assign
+
+    strides = [8, 16, 32]
+    level_sizes = [(-(-256 // stride), -(-128 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    valid = anchor_generator.valid_mask(grid, torch.tensor([[256, 72]]))
+    boxes = torch.tensor([[40.0, 8.0, 104.0, 72.0], [48.0, -24.0, 120.0, -0.0], [0.0, 200.0, 30.0, 250.0]])
+    labels = [torch.arange(3)]
+    for threshold in (0.1, 0.5, 0.9):
+        dense = pre_assign(grid.anchors, valid, [boxes], labels, threshold, grid.level_index, 3)
+        assigned, failed = sparse_assign(
+            grid.anchors,
+            valid,
+            boxes,
+            torch.zeros(3, dtype=torch.long),
+            torch.arange(3),
+            threshold,
+            grid.level_sizes,
+            grid.strides,
+            torch.zeros(3),
+        )
+        assert not failed.any()
+        assert torch.equal(assigned, dense.gt_index), threshold

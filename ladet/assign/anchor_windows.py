@@ -387,7 +387,9 @@ def window_pass(
         # IoU 0 with an invalid anchor: never above the threshold, never a GT's best (> 0).
         overlap *= valid_mask.reshape(-1).index_select(0, flat)
     iou = overlap / union  # [E], bit-identical to pair_iou
-    iou_bits = iou.view(torch.int32)  # IoU >= 0: ordered like the IoUs
+    # Bit patterns of IoUs >= 0 order like the IoUs. A GT edge at -0.0 can give an IoU of -0.0
+    # (sign bit set, as in pair_iou where it compares equal to 0): clamped to +0.0.
+    iou_bits = iou.view(torch.int32).clamp_(min=0)
 
     if tables.level_area is not None and all_valid:
         # Best IoU of a window without a pass over the pairs: with a constant anchor area the
