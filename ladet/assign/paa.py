@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ladet.assign.costs import BoxDecoder, anchor_costs, candidate_costs
-from ladet.assign.gmm import fit_two_component_gmm
+from ladet.assign.gmm import fit_rows
 from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment, pre_assign
 from ladet.assign.result import AssignResult
@@ -95,7 +95,7 @@ def separate_positives(component: Tensor, log_density: Tensor, mask: Tensor) -> 
     """Separation scheme (c) (§1.5 D.4) on ascending rows.
 
     Args:
-        component: [G, K] long GMM component of each entry (0 = the low-cost component).
+        component: [G, K] long (or bool) GMM component of each entry (0 = the low-cost component).
         log_density: [G, K] mixture log-density of each entry.
         mask: [G, K] bool valid entries (rows sorted ascending, valid entries first).
 
@@ -121,18 +121,17 @@ def select_positives(
     reg_covar: float = 1e-6,
 ) -> Tensor:
     """§1.5 C-D for all GTs of the batch at once: [P] costs -> [P] bool final positives."""
-    positive = torch.zeros(costs.shape[0], dtype=torch.bool, device=costs.device)
     if pre.num_gts == 0 or costs.shape[0] == 0:
-        return positive
+        return torch.zeros(costs.shape[0], dtype=torch.bool, device=costs.device)
     rows = build_candidate_rows(costs, pre, topk)
     fit_mask = rows.mask & (rows.count >= 2)[:, None]
-    fit = fit_two_component_gmm(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)
-    chosen = separate_positives(fit.component, fit.log_density, fit_mask)  # [G, L*k]
+    fit = fit_rows(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)  # the R rows with >= 2
+    chosen = separate_positives(fit.component, fit.log_density, fit_mask.index_select(0, fit.rows))  # [R, L*k]
     # Scatter back to the pre-positives: non-candidates point at a dummy slot P.
-    target = torch.where(chosen, rows.pre_index, torch.full_like(rows.pre_index, costs.shape[0]))
+    target = torch.where(chosen, rows.pre_index.index_select(0, fit.rows), costs.shape[0])
     padded = torch.zeros(costs.shape[0] + 1, dtype=torch.bool, device=costs.device)
     padded[target.reshape(-1)] = True
-    return padded[:-1] | positive
+    return padded[:-1]
 
 
 def build_result(pre: PreAssignment, positive: Tensor, valid_mask: Tensor, num_classes: int) -> AssignResult:
