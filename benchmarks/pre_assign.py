@@ -4,10 +4,11 @@ Same inputs as ``benchmarks/assign.py`` (two 800x1333 images, 22 400 anchors eac
 COCO-like GTs, fixed seeds), one CPU thread, under ``torch.inference_mode`` (as inside
 ``PAAAssigner``). Prints one line per GT count::
 
-    gts=20 pre_positives=7480 window_ms=1.10 dense_ms=9.87
+    gts=20 pre_positives=7480 window_ms=1.84 dense_ms=19.94
 
 Times are CPU milliseconds of this process (``time.process_time``), median of ``--repeats`` runs
-after a warm-up. The window path is checked to give the dense path's answer (every field).
+after a warm-up (the line above: shared 2-core dev machine under load, 2026-12-01). The window
+path is checked to give the dense path's answer (every field).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pre_assign.py [--repeats 50] [--gts 5 20 50]``
 """
