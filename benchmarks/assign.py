@@ -11,22 +11,27 @@ line per GT count::
     gts=20 ladet_s=0.0041 reference_s=0.0930 speedup=22.7 agree=0.998
 
 ``agree`` = fraction of GTs whose positive sets are identical. Times are CPU seconds of this
-single-threaded process (``time.process_time``), median of ``--repeats`` runs after a warm-up, so
-that other load on a shared machine disturbs them less.
+single-threaded process (``time.process_time``). The two sides alternate round by round (one
+reference call, then three ladet calls timed together / 3); ``ladet_s`` and ``reference_s`` are
+medians over ``--repeats`` rounds and ``speedup`` is the median of the per-round ratios, so that
+a shared host whose speed drifts during the run (seen here: 2x within minutes) hits both sides of
+every ratio alike.
 
-Measured 2026-11-24 on the shared 2-core x86-64 dev machine (AVX-512, torch 2.14.1, sklearn 1.9.1),
-``OMP_NUM_THREADS=1 ... --repeats 9``, median of 3 runs::
+Measured 2026-12-01 on the shared 2-core x86-64 dev machine (AVX-512, torch 2.14.1, sklearn 1.9.1),
+``OMP_NUM_THREADS=1 ... --repeats 7``, two runs, each next to the session-start code (same script)::
 
-    gts=5 ladet_s=0.0043 reference_s=0.0252 speedup=5.8 agree=1.000
-    gts=20 ladet_s=0.0057 reference_s=0.0883 speedup=15.4 agree=1.000
-    gts=50 ladet_s=0.0093 reference_s=0.2737 speedup=29.7 agree=1.000
+    now:    gts=5 speedup=6.9 / 7.1   gts=20 speedup=20.9 / 20.4   gts=50 speedup=40.8 / 42.6
+    before: gts=5 speedup=5.6 / 5.7   gts=20 speedup=16.5 / 16.0   gts=50 speedup=28.2 / 28.5
+    e.g.    gts=20 ladet_s=0.0070 reference_s=0.1399 speedup=20.4 agree=1.000
+            gts=50 ladet_s=0.0103 reference_s=0.4375 speedup=42.6 agree=1.000
 
-(before the EM / top-k / inference-mode work of the same day: 0.0051, 0.0074, 0.0121 s.)
-Where ladet's time goes at 20 / 50 GTs per image: pre-assignment ~1.5 / 2.4 ms (E = 12k / 32k
-(GT, anchor) window pairs), costs ~1.6 / 3.0 ms (box term and GT-class focal term for every
-pre-positive, 80-class sums for ~750 / 1,900 rows), candidate rows ~0.2 / 0.3 ms, GMM ~1.9 / 3.0 ms.
-The GMM is bound by eager-op dispatch: 23 ops (~40 us) per EM iteration whatever the number of
-rows, and the slowest row needs 25 / 32 iterations; 75% of the rows stop after 3.
+Where ladet's time goes at 20 / 50 GTs per image (share of the op time): IoU pre-assignment
+~20 % (separable window IoUs over E = 12k / 32k (GT, anchor) pairs, one scatter of packed keys),
+costs ~30 % (box term and GT-class focal term for all P = 7.5k / 17.6k pre-positives, 80-class
+sums for ~750 / 1,900 rows), candidate rows ~7 %, GMM ~35 %. Every stage is now bound by
+eager-op dispatch and by memory-bound gathers (nonzero, index_select) rather than arithmetic:
+the GMM runs 17 small ops per EM iteration whatever the number of rows, and the slowest row
+needs 25 / 32 iterations (75 % of the rows stop after 3).
 
 Run: ``.venv/bin/python benchmarks/assign.py [--repeats 5] [--gts 5 20 50]``
 """

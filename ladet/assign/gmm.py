@@ -147,9 +147,16 @@ class _EMWorkspace:
         # (n, v) side by side: one log covers both. The M-step writes (mean, E[x^2]) through a
         # strided view, and (mean, -1/2) / v gives the next (b, c) in one division.
         scratch = features.new_full((num_rows, 2, 8), -0.5)
-        self.mass, self.variance, self.log_mass, self.log_variance, self.mean, _, self.mean_square, self.temporary = (
-            scratch.split(1, dim=2)
-        )
+        (
+            self.mass,
+            self.variance,
+            self.log_mass,
+            self.log_variance,
+            self.mean,
+            _,
+            self.mean_square,
+            self.temporary,
+        ) = scratch.split(1, dim=2)
         self.mass_and_variance, self.logs, self.mean_and_minus_half = scratch[:, :, 0:6].split(2, dim=2)
         self.mean_and_mean_square = scratch[:, :, 4:7:2]
 
@@ -378,7 +385,13 @@ def fit_two_component_gmm(
             f"fit_two_component_gmm: values {tuple(values.shape)} and mask {tuple(mask.shape)} must be equal [G, K]"
         )
     fit = fit_rows(
-        values, mask, max_iterations, tolerance, reg_covar, 8 if check_every is None else check_every, first_check
+        values,
+        mask,
+        max_iterations,
+        tolerance,
+        reg_covar,
+        8 if check_every is None else check_every,
+        first_check,
     )
     # Scatter the fitted rows into the [G, ...] results.
     num_rows, width = values.shape

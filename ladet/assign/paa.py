@@ -126,7 +126,9 @@ def select_positives(
     rows = build_candidate_rows(costs, pre, topk)
     fit_mask = rows.mask & (rows.count >= 2)[:, None]
     fit = fit_rows(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)  # the R rows with >= 2
-    chosen = separate_positives(fit.component, fit.log_density, fit_mask.index_select(0, fit.rows))  # [R, L*k]
+    chosen = separate_positives(
+        fit.component, fit.log_density, fit_mask.index_select(0, fit.rows)
+    )  # [R, L*k]
     # Scatter back to the pre-positives: non-candidates point at a dummy slot P.
     target = torch.where(chosen, rows.pre_index.index_select(0, fit.rows), costs.shape[0])
     padded = torch.zeros(costs.shape[0] + 1, dtype=torch.bool, device=costs.device)
