@@ -259,17 +259,17 @@ def pre_assign(
     # costs page faults on CPU.
     gt_index = windows.keys.fill_(-1).scatter_(0, flat_positive, gt_local_of_pre)
     anchor_index = torch.sub(flat_positive, image_index, alpha=num_anchors)
-    return PreAssignment(
-        gt_index=gt_index.view(batch_size, num_anchors),
-        image_index=image_index,
-        anchor_index=anchor_index,
-        gt_local=gt_local_of_pre,
-        gt_global=gt_global,
-        level=level_index.to(device).index_select(0, anchor_index),
-        labels=labels.index_select(0, gt_global),
-        box_targets=_gather_boxes(boxes, gt_global),
-        num_gts_per_image=num_gts_per_image,
-        num_levels=num_levels,
+    return _assemble(
+        gt_index.view(batch_size, num_anchors),
+        image_index,
+        anchor_index,
+        gt_local_of_pre,
+        gt_global,
+        boxes,
+        labels,
+        level_index,
+        num_gts_per_image,
+        num_levels,
     )
 
 
@@ -294,18 +294,45 @@ def _pre_assignment(
     num_levels: int,
 ) -> PreAssignment:
     """``PreAssignment`` from a [B, N] ``gt_index`` (dense path and images without GT)."""
-    device = gt_index.device
     image_index, anchor_index = torch.nonzero(gt_index >= 0, as_tuple=True)  # ordered by (image, anchor)
     flat_pre = image_index * gt_index.shape[1] + anchor_index  # [P]
     gt_local_of_pre = gt_index.reshape(-1).index_select(0, flat_pre)
     gt_global = offsets.index_select(0, image_index) + gt_local_of_pre
+    return _assemble(
+        gt_index,
+        image_index,
+        anchor_index,
+        gt_local_of_pre,
+        gt_global,
+        boxes,
+        labels,
+        level_index,
+        num_gts_per_image,
+        num_levels,
+    )
+
+
+def _assemble(
+    gt_index: Tensor,
+    image_index: Tensor,
+    anchor_index: Tensor,
+    gt_local: Tensor,
+    gt_global: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    level_index: Tensor,
+    num_gts_per_image: list[int],
+    num_levels: int,
+) -> PreAssignment:
+    """``PreAssignment`` from the per-pre-positive indices ([P] each) and the batch's GT tables
+    (boxes [G_total, 4], labels [G_total]) and anchor levels ([N])."""
     return PreAssignment(
         gt_index=gt_index,
         image_index=image_index,
         anchor_index=anchor_index,
-        gt_local=gt_local_of_pre,
+        gt_local=gt_local,
         gt_global=gt_global,
-        level=level_index.to(device).index_select(0, anchor_index),
+        level=level_index.to(anchor_index.device).index_select(0, anchor_index),
         labels=labels.index_select(0, gt_global),
         box_targets=_gather_boxes(boxes, gt_global),
         num_gts_per_image=num_gts_per_image,
