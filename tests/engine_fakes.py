@@ -206,7 +206,11 @@ def main() -> None:
     # every rank stores its final weights so that a test can compare the ranks
     torch.save(BUILT_METHODS[-1].state_dict(), os.path.join(arguments.work_dir, f"weights_rank{rank}.pt"))
     shutdown_distributed()
-    print(json.dumps({"rank": rank, "metrics": metrics}), file=sys.stdout, flush=True)
+    report = json.dumps({"rank": rank, "metrics": metrics})
+    # one file per rank: the ranks' stdout lines can interleave under torchrun
+    with open(os.path.join(arguments.work_dir, f"report_rank{rank}.json"), "w", encoding="utf-8") as stream:
+        stream.write(report)
+    print(report, file=sys.stdout, flush=True)
 
 
 if __name__ == "__main__":

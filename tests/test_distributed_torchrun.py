@@ -35,7 +35,8 @@ def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_on
         timeout=240,
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    reports = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith('{"rank"')]
+    # one report file per rank (their stdout lines may interleave)
+    reports = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("report_rank*.json"))]
     assert sorted(report["rank"] for report in reports) == [0, 1]
     for report in reports:  # the metrics are broadcast to every rank
         assert report["metrics"]["num_images"] == 5
