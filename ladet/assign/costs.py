@@ -18,7 +18,6 @@ from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment
 from ladet.assign.segments import segment_topk_indices
 from ladet.boxes import aligned_giou
-from ladet.losses.focal import focal_loss
 from ladet.models.box_coder import DeltaBoxCoder
 from ladet.models.outputs import HeadOutputs
 
@@ -27,7 +26,6 @@ __all__ = [
     "candidate_costs",
     "background_focal_sum",
     "label_focal_term",
-    "label_focal_terms",
     "summed_focal_cost",
     "BoxDecoder",
 ]
@@ -74,34 +72,11 @@ def label_focal_term(
     alpha: float = 0.25,
     gamma: float = 2.0,
 ) -> Tensor:
-    """[M] scores of the GT class -> [M] focal term for target ``target`` (1.0 or 0.0), from
-    :func:`ladet.losses.focal.focal_loss` itself (element-wise, so any subset gives the same values)."""
-    column = label_scores[:, None]  # [M, 1]
-    return focal_loss(column, torch.full_like(column, target), scores_are_probabilities, alpha, gamma)[:, 0]
+    """[M] scores of the GT class -> [M] focal term for target ``target`` (1.0 or 0.0).
 
-
-def label_focal_terms(
-    label_scores: Tensor, scores_are_probabilities: bool, alpha: float = 0.25, gamma: float = 2.0
-) -> tuple[Tensor, Tensor]:
-    """[M] scores of the GT class -> (target-1 term, target-1 term - target-0 term), each [M].
-
-    Both come from :func:`ladet.losses.focal.focal_loss` itself.
-    """
-    positive = label_focal_term(label_scores, 1.0, scores_are_probabilities, alpha, gamma)
-    negative = label_focal_term(label_scores, 0.0, scores_are_probabilities, alpha, gamma)
-    return positive, positive - negative
-
-
-def _label_focal_term(
-    label_scores: Tensor,
-    target: float,
-    scores_are_probabilities: bool,
-    alpha: float = 0.25,
-    gamma: float = 2.0,
-) -> Tensor:
-    """[M] -> [M]: :func:`label_focal_term` bit for bit, in about half the element-wise passes.
-
-    ``focal_loss`` with a constant target t in {0, 1} spends most of its passes on terms that are
+    Bit for bit ``focal_loss(scores[:, None], full(target))[:, 0]`` (element-wise, so any subset
+    gives the same values), in about half the element-wise passes: ``focal_loss`` with a constant
+    target t in {0, 1} spends most of its passes on terms that are
     exact identities in IEEE arithmetic for scores p in [0, 1]: p_t = p * t + (1 - p) * (1 - t) is
     p (t = 1) or 1 - p (t = 0), and the alpha weight is float32(alpha) or float32(1 - alpha). The
     remaining operations (sigmoid, the library's cross-entropy, the power, the products) are the
@@ -147,8 +122,8 @@ def summed_focal_cost(
         [P] fp32.
     """
     label_scores = class_scores.gather(1, labels[:, None])[:, 0]  # [P]
-    positive = _label_focal_term(label_scores, 1.0, scores_are_probabilities, alpha, gamma)
-    negative = _label_focal_term(label_scores, 0.0, scores_are_probabilities, alpha, gamma)
+    positive = label_focal_term(label_scores, 1.0, scores_are_probabilities, alpha, gamma)
+    negative = label_focal_term(label_scores, 0.0, scores_are_probabilities, alpha, gamma)
     return background_focal_sum(class_scores, scores_are_probabilities, alpha, gamma) + (positive - negative)
 
 
@@ -285,7 +260,7 @@ def candidate_costs(
     flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
     scores = outputs.class_scores.reshape(-1, num_classes)  # [B*N, C]
     label_scores = scores.reshape(-1).index_select(0, flat * num_classes + pre.labels).float()  # [P]
-    label_positive = _label_focal_term(label_scores, 1.0, probabilities, focal_alpha, focal_gamma)  # [P]
+    label_positive = label_focal_term(label_scores, 1.0, probabilities, focal_alpha, focal_gamma)  # [P]
     box_term = _box_term(outputs, grid, box_coder, pre, flat, box_weight)  # [P]
     # NaN bounds (NaN GT-class score or box) never prune: +inf sorts them last, they get exact costs
     # only through the second pass's "threshold +inf" rule below.
@@ -300,7 +275,7 @@ def candidate_costs(
         rows = scores.index_select(0, flat.index_select(0, indices)).float()  # [M, C]
         background = background_focal_sum(rows, probabilities, focal_alpha, focal_gamma)
         positive = label_positive.index_select(0, indices)
-        negative = _label_focal_term(
+        negative = label_focal_term(
             label_scores.index_select(0, indices), 0.0, probabilities, focal_alpha, focal_gamma
         )
         return (background + (positive - negative)) + box_term.index_select(0, indices)
