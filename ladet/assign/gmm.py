@@ -361,11 +361,11 @@ def fit_two_component_gmm(
         max_iterations: sklearn ``max_iter``.
         tolerance: sklearn ``tol`` on the change of the mean log-likelihood.
         reg_covar: added to every variance.
-        check_every: the loop looks for converged rows (writes back the statistics of each row's
-            first converged iteration and drops finished rows from the working set) only every this
-            many iterations: one host synchronisation, and no per-iteration bookkeeping ops. Rows
-            are independent, so iterating a row past its convergence never changes the answer.
-            Default 8.
+        check_every: the loop looks for converged rows (records the statistics of each row's
+            first converged iteration; drops finished rows from the working set once 16 or more
+            have finished) only every this many iterations: one host synchronisation (two when the
+            set shrinks), and no per-iteration bookkeeping ops. Rows are independent, so iterating
+            a row past its convergence never changes the answer. Default 8.
         first_check: iterations before the first check. Default 3: most well-separated rows
             converge after exactly 3 sklearn iterations (e.g. 75% of the rows of the benchmark),
             so the working set shrinks before the other rows iterate on.
