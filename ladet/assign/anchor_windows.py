@@ -277,10 +277,10 @@ def window_pass(
     box_columns = boxes.T  # [4, G] (x1, y1, x2, y2)
     gt_size32 = box_columns[2:] - box_columns[:2]  # [2, G]
     gt_area32 = gt_size32.prod(dim=0)  # [G], pair_iou's gt_area
-    if minimum_iou is None:  # window_iou's guess (same float32 operations)
-        centred_overlap = torch.minimum(gt_size32[:, :, None], tables.anchor_size32).prod(dim=0)  # [G, L]
-        centred_iou = centred_overlap / (gt_area32[:, None] + tables.anchor_area32 - centred_overlap)
-        minimum_iou = (0.5 * centred_iou.amax(dim=1)).clamp_(max=iou_threshold)
+    if minimum_iou is None:
+        minimum_iou = _centred_guess(
+            gt_size32, gt_area32, tables.anchor_size32, tables.anchor_area32, iou_threshold
+        )
     # GT edges in float64, signed so that both window ends use floor: (-x1, -y1), (x2, y2).
     gt_edges = boxes.double().T.reshape(2, 2, num_gts) * tables.side_sign  # [side, axis, G]
     gt_size = gt_edges.sum(dim=0)  # [2, G]
@@ -483,14 +483,23 @@ def window_iou(
     IoU may stay below it (a GT much smaller, larger or more elongated than every anchor: its
     low-quality match is then the anchor at its best IoU). The guess is half the best IoU a
     centred anchor of each level could reach; the caller verifies it (the best IoU found must reach
-    it) and retries the GTs where it was wrong."""
+    it) and retries the GTs where it was wrong. (``window_pass`` makes the same guess from its
+    cached tables.)"""
     counts = [height * width for height, width in level_sizes]
     first = torch.tensor([sum(counts[:level]) for level in range(len(counts))], device=anchors.device)
-    level_anchors = anchors.index_select(0, first)  # [L, 4]
-    anchor_width = level_anchors[:, 2] - level_anchors[:, 0]  # [L]
-    anchor_height = level_anchors[:, 3] - level_anchors[:, 1]
-    gt_width = (boxes[:, 2] - boxes[:, 0])[:, None]  # [G, 1]
-    gt_height = (boxes[:, 3] - boxes[:, 1])[:, None]
-    overlap = torch.minimum(gt_width, anchor_width) * torch.minimum(gt_height, anchor_height)  # [G, L]
-    centred_iou = overlap / (gt_width * gt_height + anchor_width * anchor_height - overlap)
-    return (0.5 * centred_iou.amax(dim=1)).clamp(max=iou_threshold)
+    level_anchors = anchors.index_select(0, first).T  # [4, L]
+    anchor_size32 = (level_anchors[2:] - level_anchors[:2])[:, None, :]  # [2, 1, L]
+    gt_size32 = (boxes[:, 2:] - boxes[:, :2]).T  # [2, G]
+    return _centred_guess(
+        gt_size32, gt_size32.prod(dim=0), anchor_size32, anchor_size32.prod(dim=0)[0], iou_threshold
+    )
+
+
+def _centred_guess(
+    gt_size: Tensor, gt_area: Tensor, anchor_size: Tensor, anchor_area: Tensor, iou_threshold: float
+) -> Tensor:
+    """[2, G] GT (width, height), [G] areas, [2, 1, L] anchor sizes, [L] areas -> [G] half the best
+    IoU of a GT with a centred anchor of any level, at most the threshold (see :func:`window_iou`)."""
+    overlap = torch.minimum(gt_size[:, :, None], anchor_size).prod(dim=0)  # [G, L]
+    centred_iou = overlap / (gt_area[:, None] + anchor_area - overlap)
+    return (0.5 * centred_iou.amax(dim=1)).clamp_(max=iou_threshold)
