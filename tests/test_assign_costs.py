@@ -177,6 +177,14 @@ def test_coordinate_major_box_term_is_bit_identical_to_decode_and_giou():
         def decode(self, anchors, deltas, max_shape=None):
             return super().decode(anchors, deltas * 0.5, max_shape)
 
+    # stds that are not pairwise equal (x != y, w != h) take the per-coordinate product
+    uneven = DeltaBoxCoder(stds=(0.1, 0.3, 0.2, 0.7))
+    decoded = uneven.decode(grid.anchors[pre.anchor_index], deltas)
+    expected = 1.3 * (1.0 - aligned_giou(decoded, pre.box_targets))
+    fast = _box_term(outputs, grid, uneven, pre, flat, 1.3)
+    assert torch.equal(fast.isnan(), expected.isnan())
+    assert torch.equal(fast.nan_to_num(), expected.nan_to_num())
+
     other = OtherCoder()
     expected = 1.3 * (
         1.0 - aligned_giou(other.decode(grid.anchors[pre.anchor_index], deltas), pre.box_targets)

@@ -210,3 +210,39 @@ def test_segment_topk_mask_prefilter_matches_full_sort(num_buckets):
         expected = torch.zeros(size, dtype=torch.bool)
         expected[order] = rank_in_segments(segment[order]) < topk
         assert torch.equal(segment_topk_mask(segment, values, topk, num_buckets=num_buckets), expected), trial
+
+
+@pytest.mark.parametrize("num_buckets", [1, 3, 64])
+def test_segment_topk_candidates_is_a_closed_superset_of_the_topk(num_buckets):
+    # The unsorted first set of candidate_costs: ascending indices, holding every segment's top k
+    # (ties -> lower index), at least min(k, size) members per segment, and closed downwards (a kept
+    # value has every smaller value of its segment kept too). Empty input -> empty output.
+    from ladet.assign.segments import segment_topk_candidates, segment_topk_mask
+
+    assert segment_topk_candidates(torch.zeros(0, dtype=torch.long), torch.zeros(0), 3).numel() == 0
+    generator = torch.Generator().manual_seed(4)
+    for trial in range(300):
+        size = int(torch.randint(1, 300, (1,), generator=generator))
+        num_segments = int(torch.randint(1, 25, (1,), generator=generator))
+        segment = torch.randint(0, num_segments, (size,), generator=generator)
+        values = torch.randn(size, generator=generator) * 10.0 ** float(
+            torch.randint(-40, 38, (1,), generator=generator)
+        )
+        if trial % 3 == 0:
+            values = torch.round(torch.randn(size, generator=generator) * 2) / 2  # many ties, -0.0 too
+        special = torch.rand(size, generator=generator)
+        values[special < 0.1] = float("inf")
+        values[special > 0.95] = -float("inf")
+        topk = int(torch.randint(1, 12, (1,), generator=generator))
+        kept = segment_topk_candidates(segment, values, topk, num_buckets, num_segments=num_segments)
+        assert torch.equal(kept, kept.sort().values) and torch.equal(kept, kept.unique()), trial
+        mask = torch.zeros(size, dtype=torch.bool)
+        mask[kept] = True
+        assert not (segment_topk_mask(segment, values, topk) & ~mask).any(), trial
+        sizes = torch.bincount(segment, minlength=num_segments)
+        kept_sizes = torch.bincount(segment[kept], minlength=num_segments)
+        assert torch.equal(kept_sizes >= sizes.clamp(max=topk), torch.ones_like(sizes, dtype=torch.bool))
+        largest_kept = torch.full((num_segments,), -float("inf")).scatter_reduce_(
+            0, segment[kept], values[kept], reduce="amax"
+        )
+        assert not (~mask & (values < largest_kept[segment])).any(), trial

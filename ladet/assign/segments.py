@@ -15,6 +15,7 @@ __all__ = [
     "rank_in_segments",
     "segment_topk_mask",
     "segment_topk_indices",
+    "segment_topk_candidates",
 ]
 
 
@@ -95,15 +96,32 @@ def segment_topk_indices(
     Returns:
         [K] long indices into ``segment``, sorted by (segment, value, index); K <= topk per segment.
     """
-    if segment.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=segment.device)
-    if num_segments is None:
-        num_segments = int(segment.max()) + 1  # host sync
-    candidates = _bucket_prefilter(segment, values, topk, num_buckets, num_segments)  # [M'] ascending
+    candidates = segment_topk_candidates(segment, values, topk, num_buckets, num_segments)  # [M'] ascending
+    if candidates.numel() == 0:
+        return candidates
     kept_segment = segment.index_select(0, candidates)
     order = stable_order(kept_segment, values.index_select(0, candidates))  # [M']
     rank = rank_in_segments(kept_segment.index_select(0, order))
     return candidates.index_select(0, order.index_select(0, torch.nonzero(rank < topk).flatten()))
+
+
+def segment_topk_candidates(
+    segment: Tensor, values: Tensor, topk: int, num_buckets: int = 64, num_segments: int | None = None
+) -> Tensor:
+    """Ascending indices of a superset of every segment's ``topk`` smallest values, without a sort.
+
+    The linear-time pre-filter of :func:`segment_topk_indices`: every segment keeps at least
+    ``min(topk, segment size)`` values, and each kept value has every smaller (or equal) value of its
+    segment kept too. One host sync (the result size). Arguments as :func:`segment_topk_indices`.
+
+    Returns:
+        [M'] long, ascending; M' >= sum over segments of min(topk, size).
+    """
+    if segment.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=segment.device)
+    if num_segments is None:
+        num_segments = int(segment.max()) + 1  # host sync
+    return _bucket_prefilter(segment, values, topk, num_buckets, num_segments)
 
 
 def _bucket_prefilter(
