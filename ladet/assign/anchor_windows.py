@@ -27,6 +27,7 @@ number of passes over pair-sized tensors are what matter):
 from __future__ import annotations
 
 import struct
+import sys
 import weakref
 from dataclasses import dataclass
 
@@ -35,10 +36,11 @@ from torch import Tensor
 
 __all__ = ["pair_iou", "sparse_assign", "window_iou"]
 
-# Key layout (see _pair_keys): int64 keys (M << 21) | row entry, M < 2**31. The low _ROW_BITS
-# bits of a key are the row entry (window row) of the pair.
+# Key layout (see _pair_keys): int64 keys (M << 32) | row entry, 0 <= M < 2**31, row entry
+# < 2**_ROW_BITS. The low 32-bit word of a key (index _LOW_WORD of its int32 view) is the row entry
+# (window row) of the pair.
 _ROW_BITS = 21
-_ROW_MASK = 2**_ROW_BITS - 1
+_LOW_WORD, _HIGH_WORD = (0, 1) if sys.byteorder == "little" else (1, 0)
 _NO_KEY = torch.iinfo(torch.int64).max  # above every key: the anchor has no pair
 
 
@@ -98,7 +100,8 @@ class WindowAssignment:
 
     def winners(self, flat_index: Tensor) -> Tensor:
         """[P] long batch GT index winning the anchors ``flat_index`` ([P] long, all pre-positive)."""
-        row_entry = self.keys.index_select(0, flat_index) & _ROW_MASK
+        # The row entry is the low 32-bit word of the key: gathered straight from the int32 view.
+        row_entry = self.keys.view(torch.int32)[_LOW_WORD::2].index_select(0, flat_index)
         return self.row_gt.index_select(0, row_entry)
 
 
@@ -116,7 +119,7 @@ class _GridTables:
             -x1_0 / s + slack for the last one (x1_0, x2_0: anchor (0, 0) of the level).
         index_limit: [2, 2, 1, L] float64: 0 (first index >= 0) and W_l - 1 / H_l - 1.
         side_sign: [2, 1, 1] float64 (-1, +1).
-        slope: [3, 1] long (0, 1, 1), see :func:`window_pass`.
+        swap_axes: [2] long (1, 0): the index that swaps the x and y rows of a table.
         axis_start: [2, 1, L] long, start of each (axis, level) block in the axis tables.
         axis_low, axis_high, axis_extent: [T] float32 x1, x2, x2 - x1 of column c (y1, y2, y2 - y1
             of row r) of each level.
@@ -133,7 +136,7 @@ class _GridTables:
     edge_constant: Tensor
     index_limit: Tensor
     side_sign: Tensor
-    slope: Tensor
+    swap_axes: Tensor
     axis_start: Tensor
     axis_low: Tensor
     axis_high: Tensor
@@ -220,7 +223,7 @@ def _build_grid_tables(
         ],
         index_limit=torch.stack([torch.zeros_like(last_index), last_index])[:, :, None],
         side_sign=torch.tensor([-1.0, 1.0], device=device, dtype=torch.float64).view(2, 1, 1),
-        slope=torch.tensor([[0], [1], [1]], device=device),
+        swap_axes=torch.tensor([1, 0], device=device),
         axis_start=axis_start,
         axis_low=axis_low,
         axis_high=axis_high,
@@ -274,21 +277,25 @@ def window_pass(
     tables = _grid_tables(anchors, level_sizes, strides)
 
     # ---- windows, [2 (axis: x = columns, y = rows), G, L] ----
-    box_columns = boxes.T  # [4, G] (x1, y1, x2, y2)
+    box_columns = boxes.T.contiguous()  # [4, G] (x1, y1, x2, y2)
     gt_size32 = box_columns[2:] - box_columns[:2]  # [2, G]
-    gt_area32 = gt_size32.prod(dim=0)  # [G], pair_iou's gt_area
+    # Products and sums over a dimension of 2 are written as one binary op (same float result,
+    # cheaper than a reduction kernel on CPU).
+    gt_area32 = gt_size32[0] * gt_size32[1]  # [G], pair_iou's gt_area
     if minimum_iou is None:
         minimum_iou = _centred_guess(
             gt_size32, gt_area32, tables.anchor_size32, tables.anchor_area32, iou_threshold
         )
     # GT edges in float64, signed so that both window ends use floor: (-x1, -y1), (x2, y2).
-    gt_edges = boxes.double().T.reshape(2, 2, num_gts) * tables.side_sign  # [side, axis, G]
-    gt_size = gt_edges.sum(dim=0)  # [2, G]
+    gt_edges = box_columns.double().view(2, 2, num_gts) * tables.side_sign  # [side, axis, G]
+    gt_size = gt_edges[0] + gt_edges[1]  # [2, G]
     needed_area = (minimum_iou.double() * 0.999)[:, None] * torch.maximum(
-        gt_size.prod(dim=0)[:, None], tables.anchor_area64
+        (gt_size[0] * gt_size[1])[:, None], tables.anchor_area64
     )  # [G, L]
     smaller_size = torch.minimum(gt_size[:, :, None], tables.anchor_size64)  # [2, G, L]
-    needed_overlap = needed_area / smaller_size.flip(0)  # x-overlap needs area / min height
+    # x-overlap needs area / min height (axes swapped by a row gather: cheaper than flip on CPU)
+    swapped = smaller_size.view(2, -1).index_select(0, tables.swap_axes).view(2, num_gts, num_levels)
+    needed_overlap = needed_area / swapped
     # Per axis; a window impossible along one axis loses its pairs below (count of the other axis too).
     possible = needed_overlap <= smaller_size  # [2, G, L]
     # side 0: -first index = floor((x2_0 - x1_gt - overlap) / s + slack) (clamped to <= 0);
@@ -297,14 +304,17 @@ def window_pass(
         ((gt_edges[:, :, :, None] - needed_overlap) / tables.stride + tables.edge_constant).floor_(),
         tables.index_limit,
     )  # [side, axis, G, L]
-    count = (bounds.sum(dim=0) + 1).clamp_(min=0) * possible  # [2, G, L] columns / rows
-    pairs_per_window = count.prod(dim=0)  # [G, L]
+    count = (bounds[0] + bounds[1] + 1).clamp_(min=0) * possible  # [2, G, L] columns / rows
+    pairs_per_window = count[0] * count[1]  # [G, L]
     count *= pairs_per_window > 0  # a window without column or row is empty
     # (all valid: uint8 minimum, ~10x faster on CPU than bool all())
     all_valid_anchors = (
-        valid_mask.view(torch.uint8).amin() if valid_mask.numel() else pairs_per_window.new_ones(())
+        valid_mask.view(torch.uint8).amin().double() if valid_mask.numel() else pairs_per_window.new_ones(())
     )
-    sizes = torch.stack([count[0].sum(), count[1].sum(), pairs_per_window.sum(), all_valid_anchors]).tolist()
+    # One float64 vector for the one host sync (same dtypes: no promoting stack).
+    sizes = torch.cat(
+        [count.view(2, -1).sum(dim=1), pairs_per_window.sum().view(1), all_valid_anchors.view(1)]
+    ).tolist()
     num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes)  # the one host sync
     if num_rows >= 2**_ROW_BITS:
         return None
@@ -330,15 +340,24 @@ def window_pass(
     entry_owner = torch.repeat_interleave(owner_count, output_size=num_entries)  # [C+R]
     entry_index = owner_delta.index_select(0, entry_owner)
     entry_index += torch.arange(num_entries, device=device)
-    owner_gt = (
-        box_columns.reshape(2, 2, num_gts).permute(1, 2, 0)[:, :, None].expand(2, num_gts, num_levels, 2)
-    )
-    entry_gt = owner_gt.reshape(-1, 2).index_select(0, entry_owner)  # [C+R, (low, high)]
+    # The GT edges of each entry: owners are (axis, GT, level), so owner // L indexes the [2G]
+    # (axis, GT) rows of box_columns (two 1-D gathers: contiguous operands below). owner // L is
+    # gathered from a [2W] table: an int64 division per entry costs more on CPU.
+    owner_axis_gt = torch.arange(2 * num_gts, device=device)[:, None].expand(-1, num_levels).reshape(-1)
+    entry_axis_gt = owner_axis_gt.index_select(0, entry_owner)  # [C+R]
+    entry_low = box_columns[:2].reshape(-1).index_select(0, entry_axis_gt)  # x1 / y1
+    entry_high = box_columns[2:].reshape(-1).index_select(0, entry_axis_gt)  # x2 / y2
     # pair_iou's float32 operations, per column / row: overlap extent.
+    # "+ 0.0" turns a -0.0 extent (a GT edge at -0.0) into +0.0 (pair_iou's -0.0 IoU compares equal
+    # to 0 there): every pair IoU below is then +0.0 or positive, with a bit pattern >= 0.
     entry_overlap = (
-        torch.minimum(entry_gt[:, 1], tables.axis_high.index_select(0, entry_index))
-        - torch.maximum(entry_gt[:, 0], tables.axis_low.index_select(0, entry_index))
-    ).clamp_(min=0)
+        (
+            torch.minimum(entry_high, tables.axis_high.index_select(0, entry_index))
+            - torch.maximum(entry_low, tables.axis_low.index_select(0, entry_index))
+        )
+        .clamp_(min=0)
+        .add_(0.0)
+    )
     column_overlap, row_overlap = entry_overlap[:num_columns], entry_overlap[num_columns:]
 
     # ---- row entries: the window columns each row pairs with ----
@@ -348,7 +367,7 @@ def window_pass(
     row_first_column = owner_start[:num_windows].index_select(0, row_window)  # its first column entry
     window_offset = first[0] + (gt_image * num_anchors)[:, None]  # [B*N] index of column "first", row 0
     row_offset = window_offset.reshape(-1).index_select(0, row_window)
-    row_gt = torch.div(row_window, num_levels, rounding_mode="floor")  # windows are GT-major
+    row_gt = entry_axis_gt[num_columns:] - num_gts  # y owners (1, g, l): the GT of every row
     if tables.level_area is not None:
         # pair_iou's gt_area + anchor_area, one value per window when anchor areas are uniform.
         window_sum = (gt_area32[:, None] + tables.level_area).reshape(-1)
@@ -357,18 +376,22 @@ def window_pass(
     row_sum = window_sum.index_select(0, row_window)
     row_pair_start = row_columns.cumsum(0) - row_columns  # [R]
     # Pair e of row entry i: three sequences "slope * e + constant of i": row entry (slope 0),
-    # column entry and [B*N] anchor index (slope 1), one cumulative sum of increments that jump at
-    # every row start (every row entry has >= 1 pair).
+    # column entry and [B*N] anchor index (slope 1), one cumulative sum of increments that are the
+    # slope except at row starts (every row entry has >= 1 pair), where they jump by the change of
+    # the constant. int32 when the values fit (they index gathers; half the memory traffic of the
+    # [3, E] passes), int64 otherwise.
+    index_dtype = torch.int32 if batch_size * num_anchors < 2**31 and num_entries < 2**31 else torch.long
     row_constant = torch.stack(
         [
             torch.arange(num_rows, device=device),
             row_first_column - row_pair_start,
             tables.axis_anchor.index_select(0, entry_index[num_columns:]) + row_offset - row_pair_start,
         ]
-    )  # [3, R]
-    jumps = torch.diff(row_constant, dim=1, prepend=tables.slope) + tables.slope  # [3, R]
-    increments = tables.slope.expand(3, num_pairs).contiguous()
-    increments.index_copy_(1, row_pair_start, jumps)
+    ).to(index_dtype)  # [3, R]
+    increments = torch.ones((3, num_pairs), dtype=index_dtype, device=device)
+    increments[0].zero_()  # slopes (0, 1, 1)
+    increments[:, 0] = row_constant[:, 0]  # the first pair starts at its constant
+    increments.index_add_(1, row_pair_start[1:], torch.diff(row_constant, dim=1))
     # In place: every fresh [3, E] buffer costs page faults on CPU.
     row_of_pair, column_of_pair, flat = increments.cumsum_(1).unbind(0)  # [E] each
 
@@ -386,10 +409,9 @@ def window_pass(
     if not all_valid:
         # IoU 0 with an invalid anchor: never above the threshold, never a GT's best (> 0).
         overlap *= valid_mask.reshape(-1).index_select(0, flat)
-    iou = overlap / union  # [E], bit-identical to pair_iou
-    # Bit patterns of IoUs >= 0 order like the IoUs. A GT edge at -0.0 can give an IoU of -0.0
-    # (sign bit set, as in pair_iou where it compares equal to 0): clamped to +0.0.
-    iou_bits = iou.view(torch.int32).clamp_(min=0)
+    # Bit patterns of IoUs >= 0 order like the IoUs; no IoU is -0.0 (the overlap extents are
+    # +0.0 or positive, see entry_overlap), so every pattern is >= 0.
+    iou_bits = (overlap / union).view(torch.int32)  # [E], bit-identical to pair_iou
 
     if tables.level_area is not None and all_valid:
         # Best IoU of a window without a pass over the pairs: with a constant anchor area the
@@ -411,10 +433,10 @@ def window_pass(
     claims = iou_bits == best_of_gt.index_select(0, row_gt).index_select(0, row_of_pair)
     keys = _pair_keys(iou_bits, row_of_pair, claims)
     buffer = torch.full((batch_size * num_anchors,), _NO_KEY, dtype=torch.long, device=device)
-    buffer.scatter_reduce_(0, flat, keys, reduce="amin")
+    buffer.scatter_reduce_(0, flat.long(), keys, reduce="amin")
     threshold_bits = struct.unpack("<i", struct.pack("<f", iou_threshold))[0]  # float32(threshold)
     # The largest threshold-step key of an IoU >= float32(threshold), as in the dense comparison.
-    bound = ((2**31 - 1 - threshold_bits) << _ROW_BITS) | _ROW_MASK
+    bound = ((2**31 - 1 - threshold_bits) << 32) | (2**32 - 1)
     return WindowAssignment(
         keys=buffer,
         positive_bound=bound,
@@ -425,19 +447,26 @@ def window_pass(
 
 
 def _pair_keys(iou_bits: Tensor, row_of_pair: Tensor, claims: Tensor) -> Tensor:
-    """[E] int64 keys ``(M << 21) | row entry`` whose minimum per anchor is the MaxIoU winner.
+    """[E] int64 keys ``(M << 32) | row entry`` whose minimum per anchor is the MaxIoU winner.
 
     * threshold step, ``M = 2**31 - 1 - iou_bits`` (>= 2**30): the smallest key is the highest
       IoU, then the smallest row entry, i.e. the first GT (row entries are GT-major and a GT pairs
       with an anchor at most once).
     * low-quality claim (IoU == the GT's best), ``M = 2**30 - 1 - row``: below every threshold key
       (claims override), the smallest is the largest row entry = the last GT.
+
+    The two 32-bit words are written straight into an [E, 2] int32 buffer viewed as int64: no
+    widening, shift and or passes over the pairs.
+
+    Args:
+        iou_bits: [E] int32 IoU bit patterns (>= 0); row_of_pair: [E] long (< 2**_ROW_BITS);
+        claims: [E] bool.
     """
-    row = row_of_pair.int()  # < 2**21
-    keys = torch.where(claims, (2**30 - 1) - row, (2**31 - 1) - iou_bits).long()
-    keys <<= _ROW_BITS
-    keys |= row_of_pair
-    return keys
+    row = row_of_pair.int()
+    words = torch.empty((iou_bits.shape[0], 2), dtype=torch.int32, device=iou_bits.device)
+    torch.where(claims, (2**30 - 1) - row, (2**31 - 1) - iou_bits, out=words[:, _HIGH_WORD])
+    words[:, _LOW_WORD] = row
+    return words.view(torch.int64).view(-1)
 
 
 def sparse_assign(
@@ -500,6 +529,7 @@ def _centred_guess(
 ) -> Tensor:
     """[2, G] GT (width, height), [G] areas, [2, 1, L] anchor sizes, [L] areas -> [G] half the best
     IoU of a GT with a centred anchor of any level, at most the threshold (see :func:`window_iou`)."""
-    overlap = torch.minimum(gt_size[:, :, None], anchor_size).prod(dim=0)  # [G, L]
+    sizes = torch.minimum(gt_size[:, :, None], anchor_size)  # [2, G, L]
+    overlap = sizes[0] * sizes[1]  # [G, L]
     centred_iou = overlap / (gt_area[:, None] + anchor_area - overlap)
     return (0.5 * centred_iou.amax(dim=1)).clamp_(max=iou_threshold)
