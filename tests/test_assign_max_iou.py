@@ -343,3 +343,64 @@ def test_negative_zero_gt_edges_and_invalid_anchors():
         )
         assert not failed.any()
         assert torch.equal(assigned, dense.gt_index), threshold
+
+
+@pytest.mark.parametrize(
+    "box, text",
+    [
+        ([5.0, 5.0, 5.0, 9.0], "non-positive"),
+        ([5.0, 5.0, 9.0, 5.0], "non-positive"),
+        ([0.0, 0.0, float("nan"), 3.0], "nan"),
+        ([float("-inf"), 0.0, 2.0, 3.0], "inf"),
+        ([0.0, 0.0, float("inf"), 3.0], "inf"),
+        ([4.0, 0, 2.0, 3], "4.0"),
+    ],
+)
+def test_bad_gt_boxes_raise_the_same_error_on_the_window_path(box, text):
+    """The window path checks the boxes within its own host sync; the error names image, box and
+    value exactly like the dense path's check."""
+    strides = [8, 16]
+    grid = AnchorGenerator(strides, 4.0).grid([(4, 4), (2, 2)], "cpu")
+    boxes = [torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([[0.0, 0.0, 4.0, 4.0], box])]
+    labels = [torch.zeros(1, dtype=torch.long), torch.zeros(2, dtype=torch.long)]
+    valid = torch.ones(2, grid.num_anchors, dtype=torch.bool)
+    messages = []
+    for windows in (False, True):
+        extra = {"level_sizes": grid.level_sizes, "strides": grid.strides} if windows else {}
+        with pytest.raises(ValueError) as error:
+            pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 2, **extra)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "image 1" in messages[1] and "GT box 1" in messages[1] and text in messages[1]
+
+
+def test_window_path_accepts_finite_boxes_whose_float32_size_overflows():
+    """x2 - x1 overflows float32 but the box is finite and valid: accepted, as on the dense path."""
+    strides = [8, 16]
+    grid = AnchorGenerator(strides, 4.0).grid([(4, 4), (2, 2)], "cpu")
+    boxes = [torch.tensor([[-3e38, 0.0, 3e38, 20.0], [0.0, 0.0, 9.0, 9.0]])]
+    labels = [torch.tensor([3, 4])]
+    valid = torch.ones(1, grid.num_anchors, dtype=torch.bool)
+    arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 2)
+    dense = pre_assign(*arguments)
+    sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
+    for field in _FIELDS:
+        assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
+
+
+def test_pair_keys_order_claims_and_threshold_pairs_like_the_maxiou_rules():
+    """The int64 keys built from two int32 words: claims below threshold pairs, the last GT first
+    among claims, the highest IoU then the first GT among threshold pairs; the row entry is the low
+    word; all keys below the no-pair key."""
+    from ladet.assign.anchor_windows import _LOW_WORD, _NO_KEY, _pair_keys
+
+    iou = torch.tensor([0.5, 0.5, 0.25, 1.0, 0.0, 0.25, 0.25], dtype=torch.float32)
+    rows = torch.tensor([0, 1, 2, 3, 2**21 - 1, 7, 9])
+    claims = torch.tensor([False, False, False, False, False, True, True])
+    for row_dtype in (torch.long, torch.int32):
+        keys = _pair_keys(iou.view(torch.int32), rows.to(row_dtype), claims)
+        assert keys.dtype == torch.long and keys.shape == (7,)
+        assert torch.equal(keys.view(torch.int32)[_LOW_WORD::2].long(), rows)
+        order = torch.argsort(keys).tolist()
+        assert order == [6, 5, 3, 0, 1, 2, 4]  # claims (last row first), IoU 1, 0.5 (row 0, 1), ...
+        assert bool((keys < _NO_KEY).all()) and bool((keys >= 0).all())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -242,6 +243,7 @@ def window_pass(
     level_sizes: list[tuple[int, int]],
     strides: list[int],
     minimum_iou: Tensor | None = None,
+    box_error: Callable[[], None] | None = None,
 ) -> WindowAssignment | None:
     """The MaxIoU rules of ``max_iou.pre_assign`` on the pairs (GT, anchor of its windows).
 
@@ -268,6 +270,9 @@ def window_pass(
         iou_threshold: in (0, 1] (see :func:`sparse_supported`).
         minimum_iou: [G] float32, the IoU each GT's window must cover (<= the threshold);
             None: the guess of :func:`window_iou`.
+        box_error: when given, the boxes are checked within the one host sync (every width and
+            height > 0 and finite, in float64: NaN and infinite coordinates fail) and
+            ``box_error`` is called (it should raise) when one is not.
     """
     device = anchors.device
     batch_size, num_anchors = valid_mask.shape
@@ -312,10 +317,15 @@ def window_pass(
         valid_mask.view(torch.uint8).amin().double() if valid_mask.numel() else pairs_per_window.new_ones(())
     )
     # One float64 vector for the one host sync (same dtypes: no promoting stack).
-    sizes = torch.cat(
-        [count.view(2, -1).sum(dim=1), pairs_per_window.sum().view(1), all_valid_anchors.view(1)]
-    ).tolist()
-    num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes)  # the one host sync
+    synced = [count.view(2, -1).sum(dim=1), pairs_per_window.sum().view(1), all_valid_anchors.view(1)]
+    if box_error is not None:
+        # Smallest and largest GT width / height (NaN propagates through aminmax).
+        synced += [size.view(1) for size in torch.aminmax(gt_size)]
+    sizes = torch.cat(synced).tolist()  # the one host sync
+    if box_error is not None and not (sizes[4] > 0 and sizes[5] < float("inf")):
+        box_error()
+        raise ValueError("window_pass: a GT box is non-finite or has a non-positive width or height")
+    num_columns, num_rows, num_pairs, all_valid = (int(size) for size in sizes[:4])
     if num_rows >= 2**_ROW_BITS:
         return None
     if num_pairs == 0:

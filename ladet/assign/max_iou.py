@@ -190,11 +190,17 @@ def pre_assign(
     device = anchors.device
     num_gts_per_image = [int(boxes.shape[0]) for boxes in gt_boxes]
     max_gts = max(num_gts_per_image, default=0)
+    use_windows = (
+        level_sizes is not None
+        and strides is not None
+        and sparse_supported(iou_threshold, max_gts, level_sizes)
+    )
     if max_gts > 0:
         boxes = torch.cat(
             [boxes.to(device=device, dtype=torch.float32) for boxes in gt_boxes]
         )  # [G_total, 4]
-        _check_gt_values(boxes, gt_boxes)
+        if not use_windows:  # the window pass checks the boxes within its own host sync
+            _check_gt_values(boxes, gt_boxes)
     batch_size, num_anchors = valid_mask.shape
     if len(gt_boxes) != batch_size:
         raise ValueError(f"pre_assign: valid_mask has {batch_size} images but gt_boxes has {len(gt_boxes)}")
@@ -204,35 +210,44 @@ def pre_assign(
         else:
             num_levels = int(level_index.max()) + 1 if level_index.numel() else 1
     anchors = anchors.float()
-    image_starts = list(itertools.accumulate(num_gts_per_image, initial=0))  # first GT of every image
-    offsets = torch.tensor(image_starts, dtype=torch.long, device=device)  # [B+1]
     if max_gts == 0:
         gt_index = torch.full((batch_size, num_anchors), -1, dtype=torch.long, device=device)
         return _pre_assignment(
             gt_index,
             anchors.new_zeros((0, 4)),
             torch.zeros(0, dtype=torch.long, device=device),
-            offsets,
+            _image_offsets(num_gts_per_image, device),
             level_index,
             num_gts_per_image,
             num_levels,
         )
 
     labels = torch.cat([labels.to(device=device, dtype=torch.long) for labels in gt_labels])  # [G_total]
-    num_gts = boxes.shape[0]
-    counts = torch.tensor(num_gts_per_image, dtype=torch.long, device=device)
-    gt_image = torch.repeat_interleave(counts, output_size=num_gts)  # [G_total] (repeats of 0..B-1)
-    gt_local = torch.arange(num_gts, device=device) - offsets.index_select(0, gt_image)
+    # Image and in-image index of every GT, known on the host: one small host-to-device tensor.
+    gt_image, gt_local = torch.tensor(
+        [
+            [image for image, count in enumerate(num_gts_per_image) for _ in range(count)],
+            [local for count in num_gts_per_image for local in range(count)],
+        ],
+        dtype=torch.long,
+        device=device,
+    )  # [G_total] each
     windows: WindowAssignment | None = None
-    if (
-        level_sizes is not None
-        and strides is not None
-        and sparse_supported(iou_threshold, max_gts, level_sizes)
-    ):
+    if use_windows:
+        assert level_sizes is not None and strides is not None
         minimum_iou: Tensor | None = None  # window_pass guesses it (see window_iou)
-        for _attempt in range(2):
+        for attempt in range(2):
             windows = window_pass(
-                anchors, valid_mask, boxes, gt_image, iou_threshold, level_sizes, strides, minimum_iou
+                anchors,
+                valid_mask,
+                boxes,
+                gt_image,
+                iou_threshold,
+                level_sizes,
+                strides,
+                minimum_iou,
+                # Only the first pass checks the boxes (within its host sync).
+                box_error=(lambda: _check_gt_values(boxes, gt_boxes)) if attempt == 0 else None,
             )
             if windows is None or not bool(windows.failed.any()):  # host sync
                 break
@@ -247,6 +262,7 @@ def pre_assign(
         gt_present[gt_image, gt_local] = True
         padded_boxes[~gt_present] = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
         gt_index = _dense_assign(anchors, valid_mask, padded_boxes, gt_present, iou_threshold)
+        offsets = _image_offsets(num_gts_per_image, device)
         return _pre_assignment(gt_index, boxes, labels, offsets, level_index, num_gts_per_image, num_levels)
 
     # Pre-positives straight from the window keys: no [B, N] decoding pass.
@@ -271,6 +287,12 @@ def pre_assign(
         num_gts_per_image,
         num_levels,
     )
+
+
+def _image_offsets(num_gts_per_image: list[int], device: torch.device) -> Tensor:
+    """[B+1] long: the batch index of the first GT of every image (and the total)."""
+    image_starts = list(itertools.accumulate(num_gts_per_image, initial=0))
+    return torch.tensor(image_starts, dtype=torch.long, device=device)
 
 
 def _gather_boxes(boxes: Tensor, index: Tensor) -> Tensor:
