@@ -147,6 +147,31 @@ def test_fast_label_focal_term_is_bit_identical_to_focal_loss(probabilities, tar
     assert torch.equal(fast.nan_to_num(), expected.nan_to_num())
 
 
+@pytest.mark.parametrize("target", [1.0, 0.0])
+def test_label_focal_term_cross_entropy_matches_the_library_bit_for_bit(target):
+    # label_focal_term writes BCE-with-logits for a constant 0/1 target as (1 - t) * z - log_sigmoid(z):
+    # equal to the library call on logits of every magnitude, signed zeros, +-inf and NaN, and
+    # of the same sign (a -0.0 that the library gives must stay -0.0).
+    from ladet.assign.costs import label_focal_term
+
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.cat(
+        [torch.randn(20000, generator=generator) * scale for scale in (1e-40, 1e-8, 1.0, 10.0, 100.0, 1e30)]
+        + [torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 88.7, -88.7, 1e38, -1e38])]
+    )
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.full_like(logits, target), reduction="none"
+    )
+    probability = torch.sigmoid(logits)
+    complement = 1 - probability if target == 1.0 else 1 - (1 - probability)
+    # alpha < 0 and gamma = 0: the term is the cross-entropy times complement**0 = 1 (exact)
+    fast = label_focal_term(logits, target, False, alpha=-1.0, gamma=0.0)
+    numbers = ~expected.isnan()
+    assert torch.equal(fast.isnan(), expected.isnan())
+    assert torch.equal(fast[numbers], (expected * complement**0.0)[numbers])
+    assert torch.equal(torch.signbit(fast[numbers]), torch.signbit(expected[numbers]))
+
+
 def test_coordinate_major_box_term_is_bit_identical_to_decode_and_giou():
     from ladet.assign.costs import _box_term
     from ladet.boxes import aligned_giou

@@ -90,9 +90,12 @@ def label_focal_term(
             )
     else:
         probability = torch.sigmoid(label_scores)
-        cross_entropy = F.binary_cross_entropy_with_logits(
-            label_scores, torch.full_like(label_scores, target), reduction="none"
-        )
+        # F.binary_cross_entropy_with_logits(z, t) evaluates (1 - t) * z - log_sigmoid(z); for a
+        # constant t in {0, 1} the factor 1 - t is exactly 0 or 1 (and 1 * z = z), so the same
+        # value in two passes instead of five, without the target tensor (tested bit for bit,
+        # sign of zero included, against the library call).
+        weighted = label_scores * 0.0 if target == 1.0 else label_scores
+        cross_entropy = weighted - F.logsigmoid(label_scores)
     # 1 - p_t, written as focal_loss evaluates it: (1 - p) for t = 1, 1 - (1 - p) for t = 0.
     complement = 1 - probability if target == 1.0 else 1 - (1 - probability)
     loss = cross_entropy * complement**gamma
@@ -279,9 +282,11 @@ def candidate_costs(
     """
     num_anchors, num_classes = outputs.class_scores.shape[1:]
     probabilities = outputs.class_scores_are_probabilities
-    flat = pre.image_index * num_anchors + pre.anchor_index  # [P]
+    # (integer index arithmetic as one fused multiply-add each: torch.add(x, y, alpha=a) = x + a * y)
+    flat = torch.add(pre.anchor_index, pre.image_index, alpha=num_anchors)  # [P] image * N + anchor
     scores = outputs.class_scores.reshape(-1, num_classes)  # [B*N, C]
-    label_scores = scores.reshape(-1).index_select(0, flat * num_classes + pre.labels).float()  # [P]
+    label_index = torch.add(pre.labels, flat, alpha=num_classes)  # [P] into the flat [B*N*C] scores
+    label_scores = scores.reshape(-1).index_select(0, label_index).float()  # [P]
     label_positive = label_focal_term(label_scores, 1.0, probabilities, focal_alpha, focal_gamma)  # [P]
     box_term = _box_term(outputs, grid, box_coder, pre, flat, box_weight)  # [P]
     # NaN bounds (NaN GT-class score or box) never prune: +inf sorts them last, they get exact costs
@@ -290,7 +295,7 @@ def candidate_costs(
         nan=float("inf"), posinf=float("inf"), neginf=-float("inf")
     )
     num_segments = pre.num_gts * pre.num_levels
-    segment = pre.gt_global * pre.num_levels + pre.level  # [P]
+    segment = torch.add(pre.level, pre.gt_global, alpha=pre.num_levels)  # [P] gt_global * L + level
 
     def exact(indices: Tensor) -> Tensor:
         """[M] pre-positive indices -> [M] costs, with anchor_costs' operations."""

@@ -155,7 +155,7 @@ def _bucket_prefilter(
     width = num_buckets + 1
     # -inf goes to bucket 0, +inf to the extra last bucket; floor of a non-negative number.
     bucket = position.clamp_(0.0, num_buckets).long()  # [M]
-    counts = torch.bincount(segment * width + bucket, minlength=num_segments * width).view(
+    counts = torch.bincount(torch.add(bucket, segment, alpha=width), minlength=num_segments * width).view(
         num_segments, width
     )
     # Last bucket needed per segment: the number of buckets whose cumulative count is still < k.
