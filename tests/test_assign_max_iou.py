@@ -404,3 +404,15 @@ def test_pair_keys_order_claims_and_threshold_pairs_like_the_maxiou_rules():
         order = torch.argsort(keys).tolist()
         assert order == [6, 5, 3, 0, 1, 2, 4]  # claims (last row first), IoU 1, 0.5 (row 0, 1), ...
         assert bool((keys < _NO_KEY).all()) and bool((keys >= 0).all())
+
+
+def test_gt_image_and_local_indices_built_on_the_host():
+    from ladet.assign.max_iou import _gt_image_and_local
+
+    image, local = _gt_image_and_local([3, 0, 2, 1], torch.device("cpu"))
+    assert image.dtype == local.dtype == torch.long and image.is_contiguous() and local.is_contiguous()
+    assert image.tolist() == [0, 0, 0, 2, 2, 3] and local.tolist() == [0, 1, 2, 0, 1, 0]
+    counts = torch.tensor([3, 0, 2, 1])
+    assert torch.equal(image, torch.repeat_interleave(torch.arange(4), counts))
+    image, local = _gt_image_and_local([1], torch.device("cpu"))
+    assert image.tolist() == [0] and local.tolist() == [0]

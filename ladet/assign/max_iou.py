@@ -20,6 +20,7 @@ Worked example (one image, threshold 0.1, anchors a0..a2, GTs g0, g1)::
 
 from __future__ import annotations
 
+import array
 import itertools
 from dataclasses import dataclass
 
@@ -223,15 +224,7 @@ def pre_assign(
         )
 
     labels = torch.cat([labels.to(device=device, dtype=torch.long) for labels in gt_labels])  # [G_total]
-    # Image and in-image index of every GT, known on the host: one small host-to-device tensor.
-    gt_image, gt_local = torch.tensor(
-        [
-            [image for image, count in enumerate(num_gts_per_image) for _ in range(count)],
-            [local for count in num_gts_per_image for local in range(count)],
-        ],
-        dtype=torch.long,
-        device=device,
-    )  # [G_total] each
+    gt_image, gt_local = _gt_image_and_local(num_gts_per_image, device)  # [G_total] each
     windows: WindowAssignment | None = None
     if use_windows:
         assert level_sizes is not None and strides is not None
@@ -287,6 +280,21 @@ def pre_assign(
         num_gts_per_image,
         num_levels,
     )
+
+
+def _gt_image_and_local(num_gts_per_image: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
+    """The image and the in-image index of every GT ([G_total] long each, G_total > 0).
+
+    Known on the host: written by C-level array repeats and ranges (no Python loop over GTs) and
+    wrapped without a copy (``torch.tensor`` of a list costs more than the device ops it saves).
+    """
+    table = array.array("q")
+    for image, count in enumerate(num_gts_per_image):  # a loop over images
+        table.extend(array.array("q", [image]) * count)
+    for count in num_gts_per_image:
+        table.extend(array.array("q", range(count)))
+    image_and_local = torch.frombuffer(table, dtype=torch.long).view(2, -1).to(device)
+    return image_and_local[0], image_and_local[1]
 
 
 def _image_offsets(num_gts_per_image: list[int], device: torch.device) -> Tensor:
