@@ -416,3 +416,26 @@ def test_gt_image_and_local_indices_built_on_the_host():
     assert torch.equal(image, torch.repeat_interleave(torch.arange(4), counts))
     image, local = _gt_image_and_local([1], torch.device("cpu"))
     assert image.tolist() == [0] and local.tolist() == [0]
+
+
+def test_window_path_int64_pair_enumeration_matches_int32(monkeypatch):
+    """The pair enumeration runs in int32 when its values fit and in int64 otherwise (forced here):
+    same answer, every field."""
+    import ladet.assign.anchor_windows as anchor_windows
+
+    strides = [8, 16, 32, 64, 128]
+    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
+    anchor_generator = AnchorGenerator(strides, 8.0)
+    grid = anchor_generator.grid(level_sizes, "cpu")
+    valid = anchor_generator.valid_mask(grid, torch.tensor([[200, 264], [136, 200], [200, 264]]))
+    boxes, labels = _random_batch(5, (9, 0, 25), (200, 264), snap=False)
+    arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
+    extra = {"level_sizes": grid.level_sizes, "strides": grid.strides}
+    narrow = pre_assign(*arguments, **extra)
+    monkeypatch.setattr(anchor_windows, "_INT32_INDEX_LIMIT", 0)
+    wide = pre_assign(*arguments, **extra)
+    dense = pre_assign(*arguments)
+    assert (dense.gt_index >= 0).sum() > 20
+    for field in _FIELDS:
+        assert torch.equal(getattr(narrow, field), getattr(dense, field)), field
+        assert torch.equal(getattr(wide, field), getattr(dense, field)), field

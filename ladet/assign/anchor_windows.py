@@ -43,6 +43,7 @@ __all__ = ["pair_iou", "sparse_assign", "window_iou"]
 _ROW_BITS = 21
 _LOW_WORD, _HIGH_WORD = (0, 1) if sys.byteorder == "little" else (1, 0)
 _NO_KEY = torch.iinfo(torch.int64).max  # above every key: the anchor has no pair
+_INT32_INDEX_LIMIT = 2**31  # pair enumeration in int32 below this (see window_pass)
 
 
 def pair_iou(anchors: Tensor, gt_boxes: Tensor) -> Tensor:
@@ -388,9 +389,10 @@ def window_pass(
     # Pair e of row entry i: three sequences "slope * e + constant of i": row entry (slope 0),
     # column entry and [B*N] anchor index (slope 1), one cumulative sum of increments that are the
     # slope except at row starts (every row entry has >= 1 pair), where they jump by the change of
-    # the constant. int32 when the values fit (they index gathers; half the memory traffic of the
-    # [3, E] passes), int64 otherwise.
-    index_dtype = torch.int32 if batch_size * num_anchors < 2**31 and num_entries < 2**31 else torch.long
+    # the constant. int32 when the values and their jumps fit (they index gathers; half the memory
+    # traffic of the [3, E] passes), int64 otherwise.
+    int32_fits = 2 * (max(batch_size * num_anchors, num_entries) + num_pairs) < _INT32_INDEX_LIMIT
+    index_dtype = torch.int32 if int32_fits else torch.long
     row_constant = torch.stack(
         [
             torch.arange(num_rows, device=device),
@@ -469,7 +471,7 @@ def _pair_keys(iou_bits: Tensor, row_of_pair: Tensor, claims: Tensor) -> Tensor:
     widening, shift and or passes over the pairs.
 
     Args:
-        iou_bits: [E] int32 IoU bit patterns (>= 0); row_of_pair: [E] long (< 2**_ROW_BITS);
+        iou_bits: [E] int32 IoU bit patterns (>= 0); row_of_pair: [E] int32 or long (< 2**_ROW_BITS);
         claims: [E] bool.
     """
     row = row_of_pair.int()
