@@ -13,24 +13,38 @@ precisions_init=[[1], [1]], tol=1e-3, reg_covar=1e-6, max_iter=100)``:
   (``score_samples``).
 
 How the loop is organised (it runs ~30 iterations of a few small tensor ops, so the number of ops
-per iteration is what costs time):
+per iteration is what costs time; one iteration is 9 ops):
 
 * Every row is shifted by its minimum first. EM is shift-equivariant (means move with the data;
   variances, responsibilities, bounds and log-densities do not change), and the shifted samples
   are small and non-negative, which keeps the sums below well conditioned.
-* The E-step evaluates log w_k + log N(x; mu_k, v_k) as the quadratic a_k + (b_k + c_k x) x
-  (two fused multiply-adds) instead of from (mu, v, w).
-* The M-step is one batched matrix product: responsibilities times ``features`` = (1, x, x^2)
-  per sample (zeros for masked entries) gives the
-  sufficient statistics (sum r, sum r x, sum r x^2) of both components; the variance is
-  sum r x^2 / n - mu^2 (what sklearn's 'diag' computes), clamped at 0 before ``reg_covar`` is
-  added, so a fit never fails ("ill-defined empirical covariance" cannot happen; on the shifted
-  samples in float64 the cancellation error is ~1e-16 * range^2, far below ``reg_covar`` for
-  any cost scale PAA meets).
+* The weighted log-density of component k is the quadratic l_k = a_k + b_k x + c_k x^2 with
+  b = mu / v, c = -1 / (2 v), a = log n - (log v + mu^2 / v) / 2. Each M-step records the
+  coefficients u_k = (b, c, mu^2 / v, log n, log v) of both components (10 numbers per row).
+* E-step: with two components the responsibilities are sigmoids, r_k = sigmoid(l_k - l_{1-k}),
+  and both differences are linear in u: one batched product of u with a per-row matrix fixed for
+  the whole fit (``directions``: (x, x^2, -1/2, 1, -1/2) per sample, with the signs of the
+  difference), then one sigmoid. r_0 is computed from its own difference, not as 1 - r_1, so small
+  responsibilities keep their precision.
+* M-step: one batched product of the responsibilities with per-sample features
+  (1, x, x^2, ...) gives the sufficient statistics (sum r, sum r x, sum r x^2) of both components;
+  then mu = sum r x / n and E[x^2] + reg in one op, v = max(E[x^2] + reg - mu^2, reg) (clamping
+  keeps a fit from ever failing: "ill-defined empirical covariance" cannot happen; on the shifted
+  samples in float64 the cancellation error is ~1e-16 * range^2, far below ``reg_covar`` for any
+  cost scale PAA meets), (b, c, mu^2 / v) in one division and (log n, log v) in one log. The
+  product also adds the 10 * eps to n and writes the constant -1/2 used by that division: both
+  come from an extra "phantom" sample whose differences are 0 (responsibility exactly 1/2) and
+  whose features are (20 eps, 0, 0, ..., -1, ...); it takes no part in anything else.
+* The bound is not computed in the loop. The E-step's differences and responsibilities of every
+  step are kept, and every bound of a chunk of iterations is evaluated at once when the loop checks
+  for convergence: log(e^l_0 + e^l_1) = (l_0 + l_1) / 2 + |l_1 - l_0| / 2 - log max_k r_k, summed
+  over the valid samples (the first term from the coefficients and per-row sample sums; the
+  phantom and masked samples add the same constant to every bound of a row).
 * The constants log(sum_k n_k) = log(count) and log(2 pi)/2 are left out of a_k: they are the same
   for both components (responsibilities unchanged) and for every iteration of a row (bound
   differences unchanged up to rounding). The final E-step and the returned parameters are computed
-  exactly, in the centred form, from the kept statistics.
+  exactly, in the centred form, from the statistics of the kept step (recomputed from its kept
+  responsibilities by the same product).
 
 Masked entries (padding, non-finite values) take no part in the fit. Rows with fewer than 2 valid
 entries still give finite parameters (the caller ignores them).
@@ -51,9 +65,21 @@ __all__ = ["GaussianMixtureFit", "RowFit", "fit_rows", "fit_two_component_gmm"]
 _FLOAT64_EPS = float(torch.finfo(torch.float64).eps)
 _LOG_TWO_PI = math.log(2.0 * math.pi)
 # The working set shrinks once at least this many of its rows have finished: rebuilding the
-# workspace (~25 views and buffers) costs about as much as iterating ~16 rows for one check
+# workspace (views and buffers) costs about as much as iterating ~16 rows for one check
 # interval (8 iterations) on CPU.
 _MIN_ROWS_TO_DROP = 16
+
+# Per-component fields of the M-step's statistics buffer [R, 2, _NUM_FIELDS]. The batched product
+# writes all of them (sum r, sum r x^2, sum r x, zeros, and -1/2 from the phantom sample); the
+# zeros are then overwritten in place, and the variance overwrites sum r x^2 once it is used.
+# Fields used together are adjacent, so that one op covers them: (E[x^2] + reg, mean) = 3:5 from
+# (sum r x^2, sum r x) = 1:3, (mean, -1/2, mean^2) = 4:7 and (mass, variance) = 0:2.
+_MASS, _SQUARE_SUM, _SUM, _MEAN_SQUARE, _MEAN, _MINUS_HALF, _MEAN_SQUARED = range(7)
+_VARIANCE = _SQUARE_SUM
+_NUM_FIELDS = 7
+# Per-component E-step coefficients u = (b, c, mu^2 / v, log n, log v): the first three are one
+# division of (mean, -1/2, mean^2) by v, the last two one log of (mass, variance).
+_NUM_COEFFICIENTS = 5
 
 
 @dataclass
@@ -86,114 +112,195 @@ def _weighted_log_prob(values: Tensor, means: Tensor, variances: Tensor, log_wei
 
 
 def _parameters(statistics: Tensor, reg_covar: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Sufficient statistics [R, 2, 3] (sum r, sum r x, sum r x^2) -> (means, variances, weights),
-    each [R, 2, 1], by sklearn's M-step formulas (variance clamped at 0 before ``reg_covar``)."""
-    mass = statistics[:, :, 0:1] + 10.0 * _FLOAT64_EPS
-    moments = statistics[:, :, 1:3] / mass  # [R, 2, 2]: (mean, mean of x^2)
-    means = moments[:, :, 0:1]
-    variances = torch.addcmul(moments[:, :, 1:2], means, means, value=-1.0).clamp_(min=0.0).add_(reg_covar)
+    """Statistics [R, 2, >= 3] (n = sum r + 10 eps, sum r x^2, sum r x) -> (means, variances,
+    weights), each [R, 2, 1], by the EM loop's M-step formulas (variance at least ``reg_covar``)."""
+    mass = statistics.narrow(2, _MASS, 1)
+    means = statistics.narrow(2, _SUM, 1) / mass
+    mean_square = statistics.narrow(2, _SQUARE_SUM, 1) / mass + reg_covar
+    variances = (mean_square - means * means).clamp_(min=reg_covar)
     return means, variances, mass / mass.sum(dim=1, keepdim=True)
 
 
-class _EMWorkspace:
-    """Preallocated buffers and views of the EM loop for R rows, K entries and T iterations.
+@dataclass
+class _RowData:
+    """Per-row constants of the fit for R rows of K samples plus the phantom sample (S = K + 1).
 
-    Every tensor the loop writes is a view made here once (and the workspace is reused while the
-    working set does not change), so one iteration is only arithmetic: 8 ops on [R, 2, K] / [R, K]
-    tensors and 9 on [R, 2, *] parameter tensors.
+    Attributes:
+        features: [R, _NUM_FIELDS, S] per-sample features of the M-step product: (1, x^2, x, 0, ...)
+            on valid samples (0 on masked ones), and the phantom's (20 eps, 0, 0, 0, 0, -1, 0).
+        directions: [R, 5, 2 S]: u_1 - u_0 (as [R, 1, 5]) times this gives both differences
+            l_k - l_{1-k} ([R, 1, 2 S] = [R, 2, S]); zero columns for masked and phantom samples.
+        half_sample_sums: [R, 10]: u (as [R, 10]) times this is the sum over the valid samples of
+            (l_0 + l_1) / 2.
+        tolerance_times_count: [R]: sklearn's test on the mean bound, applied to the bound sum.
+    """
+
+    features: Tensor
+    directions: Tensor
+    half_sample_sums: Tensor
+    tolerance_times_count: Tensor
+
+    def select(self, rows: Tensor) -> _RowData:
+        """The data of ``rows`` ([R'] long)."""
+        return _RowData(
+            self.features.index_select(0, rows),
+            self.directions.index_select(0, rows),
+            self.half_sample_sums.index_select(0, rows),
+            self.tolerance_times_count.index_select(0, rows),
+        )
+
+
+def _row_data(row_mask: Tensor, shifted: Tensor, count: Tensor, tolerance: float) -> _RowData:
+    """[R, K] mask and shifted samples (0 on masked entries), [R] float64 counts -> :class:`_RowData`."""
+    num_rows, width = shifted.shape
+    # Samples padded with the phantom (0: no part in the differences or the sums).
+    padded = shifted.new_zeros((2, num_rows, width + 1))
+    padded[0, :, :width] = row_mask
+    padded[1, :, :width] = shifted
+    valid, samples = padded.unbind(0)  # [R, S] each
+    square = samples * samples
+    zeros = torch.zeros_like(samples)
+    features = torch.stack([valid, square, samples, zeros, zeros, zeros, zeros], dim=1)  # [R, 7, S]
+    phantom = features.select(2, width)  # [R, 7]
+    phantom.select(1, _MASS).fill_(20.0 * _FLOAT64_EPS)  # times r = 1/2: sklearn's 10 eps on n
+    phantom.select(1, _MINUS_HALF).fill_(-1.0)  # times r = 1/2: the -1/2 of c = -1/2 / v
+    # Sample functions multiplying u = (b, c, mu^2/v, log n, log v) in l_k: (x, x^2, -1/2, 1, -1/2).
+    minus_half = valid * -0.5
+    basis = torch.stack([samples, square, minus_half, valid, minus_half], dim=1)  # [R, 5, S]
+    # (u_1 - u_0) times this is (l_0 - l_1, l_1 - l_0) per sample.
+    directions = torch.cat([-basis, basis], dim=2)  # [R, 5, 2 S]
+    half_sums = basis.sum(dim=2).mul_(0.5)  # [R, 5]
+    return _RowData(features, directions, torch.cat([half_sums, half_sums], dim=1), count * tolerance)
+
+
+class _EMConstants:
+    """Small constant tensors of the M-step and E-step, made once per fit on the samples' device.
+
+    Attributes:
+        moment_offsets: [2] (reg_covar, 0), added to (E[x^2], mean).
+        difference_matrix: [10, 5]: u (as [R, 10]) times this is u_1 - u_0, exactly (every product
+            but two is an exact 0), so equal components give d = 0 (ties stay ties).
+    """
+
+    def __init__(self, like: Tensor, reg_covar: float) -> None:
+        self.moment_offsets = like.new_zeros(2)
+        self.moment_offsets.select(0, 0).fill_(reg_covar)
+        identity = torch.eye(_NUM_COEFFICIENTS, dtype=like.dtype, device=like.device)
+        self.difference_matrix = torch.cat([-identity, identity])
+
+
+class _EMWorkspace:
+    """Preallocated records and views of the EM loop for R rows and up to T iterations per chunk.
+
+    Every tensor the loop writes is a view made here once, so one iteration is only arithmetic:
+    a [R, 10] x [10, 5] product, 2 ops on [R, 2, S] tensors (S = K + 1 samples), one batched
+    product to [R, 2, 8] and 6 ops on [R, 2, *] fields. Chunks of fewer than T iterations use a
+    prefix of the records.
 
     Args:
-        features: [R, 3, K] (1, x, x^2) * mask of every working row.
-        state: [R, 8] per-row state: the E-step coefficients (a_0, b_0, c_0, a_1, b_1, c_1),
-            updated in place, then the row's last bound sum and tolerance * count (read by the caller).
+        data: the working rows' :class:`_RowData`.
+        start: [R, 2, 5] E-step coefficients of the first iteration.
+        previous_bound: [R] bound sum of the iteration before the first one (-inf at the start).
         num_steps: T.
+        constants: the fit's :class:`_EMConstants`.
     """
 
-    def __init__(self, features: Tensor, state: Tensor, num_steps: int) -> None:
-        num_rows, _, width = features.shape
+    def __init__(
+        self, data: _RowData, start: Tensor, previous_bound: Tensor, num_steps: int, constants: _EMConstants
+    ) -> None:
+        features = data.features
+        num_rows, _, samples = features.shape
+        self.data = data
+        self.constants = constants
+        self.num_rows = num_rows
         self.num_steps = num_steps
-        self.samples = features[:, 1:2]  # [R, 1, K], 0 on masked entries
-        self.samples_by_feature = features.transpose(1, 2)  # [R, K, 3]
-        self.mask_column = features[:, 0, :, None]  # [R, K, 1]
-        self.coefficients = state[:, 0:6].view(num_rows, 2, 3)  # [R, 2, 3]: (a, b, c) per component
-        self.constant, self.linear, self.quadratic = self.coefficients.split(1, dim=2)
-        self.linear_and_quadratic = self.coefficients[:, :, 1:3]
-        self.log_probabilities = features.new_empty((num_rows, 2, width))  # [R, 2, K]
-        self.first, self.second = self.log_probabilities.split(1, dim=1)  # [R, 1, K] each
-        # Per-step records: the statistics of every M-step and the log mixture density of every E-step.
-        self.statistics = features.new_empty((num_rows, num_steps, 2, 3))  # [R, T, 2, 3]
-        # The E-step's log-sum-exp of every step, kept as (max_k l_k, sum_k exp(l_k - max)): the
-        # log is taken for all steps at once by the convergence check.
-        self.maxima = features.new_empty((num_rows, num_steps, 1, width))  # [R, T, 1, K]
-        self.sums = features.new_empty((num_rows, num_steps, 1, width))  # [R, T, 1, K]
-        # Views and buffers of the convergence check (see fit_rows).
-        self.flat_statistics = self.statistics.view(num_rows * num_steps, 6)
-        self.row_offsets = torch.arange(0, num_rows * num_steps, num_steps, device=features.device)  # [R]
-        self.previous_bound = state[:, 6:7]  # [R, 1]
-        self.tolerance_times_count = state[:, 7:8]  # [R, 1]
-        self.stopped = torch.ones((num_rows, num_steps + 1), dtype=torch.uint8, device=features.device)
-        self.stopped_steps = self.stopped[:, :num_steps]  # the last column stays 1 (sentinel)
+        self.previous_bound = previous_bound  # [R]
+        self.features_by_sample = features.transpose(1, 2)  # [R, S, _NUM_FIELDS]
+        # Records, step-major. coefficients[t] holds the u of iteration t's E-step (t = 0: ``start``;
+        # t + 1: written by iteration t's M-step); differences[t] and responsibilities[t] are
+        # iteration t's E-step.
+        self.coefficients = features.new_empty((num_steps + 1, num_rows, 2, _NUM_COEFFICIENTS))
+        self.coefficients.select(0, 0).copy_(start)
+        self.differences = features.new_empty((num_steps, num_rows, 2, samples))
+        self.responsibilities = features.new_empty((num_steps, num_rows, 2, samples))
+        # stopped[t]: the bound converged at step t; row t = T' of a T'-step chunk is a sentinel 1.
+        self.stopped = torch.ones((num_steps + 1, num_rows), dtype=torch.uint8, device=features.device)
+        self.row_offsets = torch.arange(num_rows, device=features.device)  # [R]
+        # M-step scratch [R, 2, _NUM_FIELDS] (see _MASS...) and its views (narrow / select: the
+        # cheapest way to make a view).
+        statistics = features.new_empty((num_rows, 2, _NUM_FIELDS))
+        self.statistics = statistics
+        self.moment_sums = statistics.narrow(2, _SQUARE_SUM, 2)  # (sum r x^2, sum r x)
+        self.mass = statistics.narrow(2, _MASS, 1)
+        self.moments = statistics.narrow(2, _MEAN_SQUARE, 2)  # (E[x^2] + reg, mean)
+        self.mean = statistics.select(2, _MEAN)
+        self.mean_square = statistics.select(2, _MEAN_SQUARE)
+        self.mean_squared = statistics.select(2, _MEAN_SQUARED)
+        self.variance = statistics.select(2, _VARIANCE)
+        self.variance_column = statistics.narrow(2, _VARIANCE, 1)
+        self.numerators = statistics.narrow(2, _MEAN, 3)  # (mean, -1/2, mean^2)
+        self.mass_and_variance = statistics.narrow(2, _MASS, 2)
+        self.coefficient_difference = features.new_empty((num_rows, _NUM_COEFFICIENTS))  # u_1 - u_0
+        self.difference_row = self.coefficient_difference.view(num_rows, 1, _NUM_COEFFICIENTS)
+        flat_coefficients = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS)
+        next_coefficients = self.coefficients.narrow(0, 1, num_steps)
         self.steps = list(
             zip(
-                self.statistics.unbind(1),  # [R, 2, 3]
-                self.statistics[:, :, :, 0:1].unbind(1),  # sum r
-                self.statistics[:, :, :, 1:3].unbind(1),  # (sum r x, sum r x^2)
-                self.maxima.unbind(1),  # [R, 1, K]
-                self.sums.unbind(1),  # [R, 1, K]
-                strict=True,
+                flat_coefficients.unbind(0),  # [R, 10] u of the E-step (one more than the steps)
+                self.differences.view(num_steps, num_rows, 1, 2 * samples).unbind(0),  # [R, 1, 2 S]
+                self.responsibilities.view(num_steps, num_rows, 1, 2 * samples).unbind(0),  # [R, 1, 2 S]
+                self.responsibilities.unbind(0),  # [R, 2, S]
+                next_coefficients.narrow(3, 0, 3).unbind(0),  # [R, 2, 3] next (b, c, mu^2/v)
+                next_coefficients.narrow(3, 3, 2).unbind(0),  # [R, 2, 2] next (log n, log v)
+                strict=False,
             )
         )
-        # Parameter scratch, [R, 2, 8] per component: (n, v | log n, log v | mean, -1/2, E[x^2] | tmp).
-        # (n, v) side by side: one log covers both. The M-step writes (mean, E[x^2]) through a
-        # strided view, and (mean, -1/2) / v gives the next (b, c) in one division.
-        scratch = features.new_full((num_rows, 2, 8), -0.5)
-        (
-            self.mass,
-            self.variance,
-            self.log_mass,
-            self.log_variance,
-            self.mean,
-            _,
-            self.mean_square,
-            self.temporary,
-        ) = scratch.split(1, dim=2)
-        self.mass_and_variance, self.logs, self.mean_and_minus_half = scratch[:, :, 0:6].split(2, dim=2)
-        self.mean_and_mean_square = scratch[:, :, 4:7:2]
 
 
-def _em_iterations(work: _EMWorkspace, reg_covar: float) -> None:
-    """Runs T EM iterations on all rows of ``work``, recording every step.
+def _em_iterations(work: _EMWorkspace, num_steps: int, reg_covar: float) -> None:
+    """Runs ``num_steps`` (<= T) EM iterations on all rows of ``work``, recording every step.
 
-    No row is frozen here: iteration t reads ``work.coefficients`` (the parameters of step t), writes
-    the E-step log mixture density (as maximum and sum) to ``work.maxima[:, t]`` and
-    ``work.sums[:, t]`` and the M-step statistics to
-    ``work.statistics[:, t]``, and leaves the coefficients of step t + 1. The caller finds each row's
-    first converged step afterwards; a row's arithmetic never depends on the other rows, so
-    iterating past convergence changes nothing.
+    No row is frozen here: iteration t reads ``work.coefficients[t]``, writes its E-step to
+    ``work.differences[t]`` and ``work.responsibilities[t]`` and the next coefficients to
+    ``work.coefficients[t + 1]``. The caller finds each row's first converged step afterwards; a
+    row's arithmetic never depends on the other rows, so iterating past convergence changes nothing.
     """
-    log_probabilities, samples = work.log_probabilities, work.samples
-    mass_offset = 10.0 * _FLOAT64_EPS
-    for statistics, mass_sum, moment_sums, maximum, total in work.steps:
-        # E-step: l_k = log w_k + log N(x; mu_k, v_k) (up to per-row constants) = a_k + (b_k + c_k x) x,
-        # responsibilities r_k = exp(l_k - m) / sum_j exp(l_j - m) with m = max_k l_k (as
-        # logsumexp; with two components this is cheaper than torch.logaddexp + exp).
-        torch.addcmul(work.linear, work.quadratic, samples, out=log_probabilities)  # [R, 2, K]
-        torch.addcmul(work.constant, log_probabilities, samples, out=log_probabilities)
-        torch.maximum(work.first, work.second, out=maximum)  # [R, 1, K]
-        log_probabilities.sub_(maximum).exp_()
-        torch.add(work.first, work.second, out=total)  # [R, 1, K], in [1, 2]
-        responsibilities = log_probabilities.div_(total)  # [R, 2, K]
-        # M-step: (sum r, sum r x, sum r x^2) per component; masked entries have zero features.
-        torch.bmm(responsibilities, work.samples_by_feature, out=statistics)  # [R, 2, 3]
-        torch.add(mass_sum, mass_offset, out=work.mass)  # n_k
-        torch.div(moment_sums, work.mass, out=work.mean_and_mean_square)  # mu_k, E[x^2]_k
-        torch.addcmul(work.mean_square, work.mean, work.mean, value=-1.0, out=work.variance)
-        work.variance.clamp_(min=0.0).add_(reg_covar)  # v_k
-        # Next E-step's coefficients: c = -1/(2v), b = mu/v, a = log n - (log v + mu b) / 2.
-        torch.div(work.mean_and_minus_half, work.variance, out=work.linear_and_quadratic)
-        torch.log(work.mass_and_variance, out=work.logs)
-        torch.addcmul(work.log_variance, work.mean, work.linear, out=work.temporary)
-        torch.add(work.log_mass, work.temporary, alpha=-0.5, out=work.constant)
+    directions, features_by_sample = work.data.directions, work.features_by_sample
+    difference, difference_row = work.coefficient_difference, work.difference_row
+    difference_matrix, moment_offsets = work.constants.difference_matrix, work.constants.moment_offsets
+    statistics, moment_sums, mass, moments = work.statistics, work.moment_sums, work.mass, work.moments
+    mean, mean_square, mean_squared = work.mean, work.mean_square, work.mean_squared
+    variance, variance_column, numerators = work.variance, work.variance_column, work.numerators
+    mass_and_variance = work.mass_and_variance
+    for coefficients, differences, responsibilities, by_component, ratios, logs in work.steps[:num_steps]:
+        # E-step: d_k = l_k - l_{1-k} for both components, r_k = sigmoid(d_k). The coefficients are
+        # subtracted first, so that equal components give d = 0 exactly (ties stay ties).
+        torch.mm(coefficients, difference_matrix, out=difference)  # [R, 5]: u_1 - u_0
+        torch.bmm(difference_row, directions, out=differences)  # [R, 1, 2 S]
+        torch.sigmoid(differences, out=responsibilities)
+        # M-step: (sum r, sum r x^2, sum r x, 0, 0, -1/2, 0) per component (phantom: n += 10 eps).
+        torch.bmm(by_component, features_by_sample, out=statistics)  # [R, 2, 7]
+        torch.addcdiv(moment_offsets, moment_sums, mass, out=moments)  # E[x^2] + reg, mu
+        torch.mul(mean, mean, out=mean_squared)
+        torch.sub(mean_square, mean_squared, out=variance)
+        variance.clamp_(min=reg_covar)  # v = max(E[x^2] + reg - mu^2, reg)
+        # Next E-step's coefficients: (b, c, mu^2/v) = (mu, -1/2, mu^2) / v, then (log n, log v).
+        torch.div(numerators, variance_column, out=ratios)
+        torch.log(mass_and_variance, out=logs)
+
+
+def _bound_sums(work: _EMWorkspace, num_steps: int) -> Tensor:
+    """[T', R] bound sums of the first T' recorded steps: sum over the valid samples of
+    log(e^l_0 + e^l_1), up to a per-row constant (the left-out constants, and log 2 per masked or
+    phantom sample, whose responsibilities are 1/2)."""
+    flat_coefficients = work.coefficients.narrow(0, 0, num_steps).view(num_steps, work.num_rows, -1)
+    average = torch.linalg.vecdot(flat_coefficients, work.data.half_sample_sums)  # sum (l_0 + l_1) / 2
+    # max_k r_k = sigmoid(|d|) is in [1/2, 1]: its log is accurate (log(1 + e^-|d|) = -log of it).
+    first, second = work.responsibilities.narrow(0, 0, num_steps).unbind(2)  # [T', R, S] each
+    per_sample = torch.maximum(first, second).log_()
+    # sum of 1/2 |l_1 - l_0| - log max_k r_k over the samples
+    spread = work.differences.narrow(0, 0, num_steps).select(2, 1).abs()
+    return average.sub_(per_sample.sub_(spread, alpha=0.5).sum(dim=2))
 
 
 @dataclass
@@ -218,28 +325,17 @@ class RowFit:
     converged: Tensor
 
 
-def _initial_state(row_count: Tensor, row_range: Tensor, tolerance: float) -> Tensor:
-    """[R] counts and ranges (max - min) -> [R, 8] initial per-row state (see :class:`_EMWorkspace`).
+def _initial_coefficients(row_count: Tensor, row_range: Tensor) -> Tensor:
+    """[R] counts and ranges (max - min) -> [R, 2, 5] initial E-step coefficients u.
 
     Initial parameters on the shifted samples: means (0, max - min), variances 1, weights 0.5,
-    i.e. n_k = count / 2, so a = log n - mu^2 / 2, b = mu, c = -1/2; the previous bound is -inf.
+    i.e. n_k = count / 2, so b = mu, c = -1/2, mu^2 / v = mu^2, log n = log(count / 2), log v = 0.
     """
     half_log_mass = (row_count * 0.5).log_()
     zeros = torch.zeros_like(row_count)
     minus_half = zeros - 0.5
-    return torch.stack(
-        [
-            half_log_mass,
-            zeros,
-            minus_half,
-            torch.addcmul(half_log_mass, row_range, row_range, value=-0.5),
-            row_range,
-            minus_half,
-            zeros - float("inf"),
-            row_count * tolerance,
-        ],
-        dim=1,
-    )
+    columns = [zeros, minus_half, zeros, half_log_mass, zeros, row_range, minus_half, row_range * row_range]
+    return torch.stack([*columns, half_log_mass, zeros], dim=1).view(-1, 2, _NUM_COEFFICIENTS)
 
 
 def fit_rows(
@@ -267,66 +363,81 @@ def fit_rows(
     # Shift every row by its minimum (EM is shift-equivariant; see the module docstring).
     row_min = torch.where(row_mask, row_values, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
     shifted = torch.where(row_mask, row_values - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
-    features = torch.stack([row_mask.to(torch.float64), shifted, shifted * shifted], dim=1)  # [R, 3, K]
-    state = _initial_state(count.index_select(0, rows).to(torch.float64), shifted.amax(dim=1), tolerance)
+    row_count = count.index_select(0, rows).to(torch.float64)
+    all_rows = _row_data(row_mask, shifted, row_count, tolerance)
+    start = _initial_coefficients(row_count, shifted.amax(dim=1))
 
-    num_fitted = rows.shape[0]
-    # Records of every fitted row, written when the row leaves the working set.
-    kept_statistics = features.new_empty((num_fitted, 2, 3))  # [R, 2, 3] of each row's kept step
-    row_iterations = torch.empty(num_fitted, dtype=torch.long, device=device)
-    row_converged = torch.empty(num_fitted, dtype=torch.bool, device=device)
-    # Working set: the rows still iterating, as indices into the R fitted rows, with their records
-    # (kept statistics, iterations, finished). Every ``check_every`` iterations each row's first
-    # converged step is found and recorded; finished rows keep iterating (harmlessly: rows are
-    # independent) until enough of them have finished, then the working set shrinks to the
-    # unfinished rows (see _MIN_ROWS_TO_DROP).
+    num_fitted, samples = rows.shape[0], shifted.shape[1] + 1
+    # Records of every fitted row, written when the row leaves the working set: the E-step
+    # responsibilities of its kept step (its statistics are recomputed from them at the end) and
+    # its stop, the 0-based iteration at which it converged (== the iterations done if it did not).
+    kept_responsibilities = shifted.new_zeros((num_fitted, 2, samples))
+    row_stop = torch.zeros(num_fitted, dtype=torch.long, device=device)
+    # Working set: the rows still iterating, as indices into the R fitted rows, with their records.
+    # Every ``check_every`` iterations each row's first converged step is found and recorded;
+    # finished rows keep iterating (harmlessly: rows are independent) until enough of them have
+    # finished, then the working set shrinks to the unfinished rows (see _MIN_ROWS_TO_DROP). One
+    # workspace serves chunks of any length up to ``max_steps`` (a prefix of its records) until the
+    # working set shrinks.
     active = torch.arange(num_fitted, device=device)
-    active_kept = features.new_zeros((num_fitted, 2, 3))
-    active_iterations = torch.zeros(num_fitted, dtype=torch.long, device=device)
-    active_finished = torch.zeros(num_fitted, dtype=torch.bool, device=device)
-    work: _EMWorkspace | None = None
+    active_kept, active_stop = kept_responsibilities, row_stop
+    max_steps = min(max(first_check, check_every), max_iterations)
+    constants = _EMConstants(shifted, reg_covar)
+    work = _EMWorkspace(all_rows, start, shifted.new_full((num_fitted,), -math.inf), max_steps, constants)
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
-        if work is None or work.num_steps != steps:
-            work = _EMWorkspace(features, state, steps)
-        _em_iterations(work, reg_covar)
-        # Bound sums of every step (sum of the log mixture density over the valid entries, up to a
-        # per-row constant): |change| < tolerance * count is sklearn's test on the mean. The
-        # first converged step is the first 1 of ``stopped``, whose last column is a sentinel 1
-        # for rows that did not converge in this chunk.
-        log_sum_exp = work.sums.log_().add_(work.maxima).view(active.shape[0], steps, -1)  # [R', T, K]
-        sums = torch.bmm(log_sum_exp, work.mask_column)  # [R', T, 1]
-        changes = torch.diff(sums[:, :, 0], dim=1, prepend=work.previous_bound).abs_()  # [R', T]
-        torch.lt(changes, work.tolerance_times_count, out=work.stopped_steps)
-        first_stop = work.stopped.argmax(dim=1)  # [R'], T if the row did not converge
-        kept_step = torch.clamp(first_stop, max=steps - 1)  # the parameters the row keeps
-        kept = work.flat_statistics.index_select(0, work.row_offsets + kept_step).view(-1, 2, 3)
-        # Record rows that had not finished before this check (their kept step is in this chunk).
-        pending = active_finished.logical_not()
-        active_kept = torch.where(pending.view(-1, 1, 1), kept, active_kept)
-        active_iterations = torch.where(pending, kept_step + (done + 1), active_iterations)
-        active_finished = active_finished | (first_stop < steps)
+        _em_iterations(work, steps, reg_covar)
+        # |change of the bound sum| < tolerance * count is sklearn's test on the mean. The first
+        # converged step is the first 1 of ``stopped``, whose row ``steps`` is a sentinel 1 for rows
+        # that did not converge in this chunk (the last row is never written; shorter chunks set theirs).
+        sums = _bound_sums(work, steps)  # [T', R']
+        changes = torch.diff(sums, dim=0, prepend=work.previous_bound.view(1, -1)).abs_()  # [T', R']
+        stopped = work.stopped.narrow(0, 0, steps + 1)
+        torch.lt(changes, work.data.tolerance_times_count, out=stopped.narrow(0, 0, steps))
+        if steps < max_steps:
+            stopped.select(0, steps).fill_(1)
+        first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
+        kept_step = torch.clamp(first_stop, max=steps - 1)  # the step whose M-step the row keeps
+        kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [T * R']
+        kept = work.responsibilities.view(-1, 2, samples).index_select(0, kept_index)  # [R', 2, S]
+        # Rows that converged in an earlier chunk keep their records; the others take this chunk's
+        # (a stop == done + steps means "not yet").
+        earlier = active_stop < done
+        active_kept = torch.where(earlier.view(-1, 1, 1), active_kept, kept)
+        active_stop = torch.where(earlier, active_stop, first_stop + done)
         done += steps
-        remaining = int(active_finished.logical_not().sum())  # host sync, once per check
+        unfinished = active_stop >= done
+        remaining = int(unfinished.sum())  # host sync, once per check
         if remaining == 0 or done >= max_iterations:
             break
-        work.previous_bound.copy_(sums[:, -1])
+        work.previous_bound = sums.select(0, steps - 1)
+        work.coefficients.select(0, 0).copy_(work.coefficients.select(0, steps))
         if active.shape[0] - remaining >= _MIN_ROWS_TO_DROP:  # shrink the working set
-            kept_statistics.index_copy_(0, active, active_kept)
-            row_iterations.index_copy_(0, active, active_iterations)
-            row_converged.index_copy_(0, active, active_finished)
-            keep = torch.nonzero(active_finished.logical_not()).flatten()
-            active, state, features = active[keep], state[keep], features[keep]
-            active_kept, active_iterations = active_kept[keep], active_iterations[keep]
-            active_finished = torch.zeros_like(active_iterations, dtype=torch.bool)
-            work = None
-    kept_statistics.index_copy_(0, active, active_kept)
-    row_iterations.index_copy_(0, active, active_iterations)
-    row_converged.index_copy_(0, active, active_finished)
+            kept_responsibilities.index_copy_(0, active, active_kept)
+            row_stop.index_copy_(0, active, active_stop)
+            keep = torch.nonzero(unfinished).flatten()
+            active = active.index_select(0, keep)
+            active_kept = active_kept.index_select(0, keep)
+            active_stop = active_stop.index_select(0, keep)
+            work = _EMWorkspace(
+                work.data.select(keep),
+                work.coefficients.select(0, 0).index_select(0, keep),
+                work.previous_bound.index_select(0, keep),
+                max_steps,
+                constants,
+            )
+    if active.shape[0] != num_fitted:
+        kept_responsibilities.index_copy_(0, active, active_kept)
+        row_stop.index_copy_(0, active, active_stop)
+    else:  # the working set never shrank
+        kept_responsibilities, row_stop = active_kept, active_stop
+    row_converged = row_stop < done
+    row_iterations = torch.clamp(row_stop + 1, max=done)  # sklearn's n_iter_: max_iter if not converged
 
     # Final E-step with the kept parameters (centred form), as sklearn's predict / score_samples.
-    means, variances, weights = _parameters(kept_statistics, reg_covar)  # [R, 2, 1] each, shifted
+    statistics = torch.bmm(kept_responsibilities, all_rows.features.transpose(1, 2))  # [R, 2, 8]
+    means, variances, weights = _parameters(statistics, reg_covar)  # [R, 2, 1] each, shifted
     weighted = _weighted_log_prob(shifted[:, None, :], means, variances, weights.log())  # [R, 2, K]
     first, second = weighted.unbind(1)
     log_density = torch.where(row_mask, torch.logaddexp(first, second), -float("inf"))  # [R, K]
