@@ -215,3 +215,32 @@ def test_coordinate_major_box_term_is_bit_identical_to_decode_and_giou():
         1.0 - aligned_giou(other.decode(grid.anchors[pre.anchor_index], deltas), pre.box_targets)
     )
     torch.testing.assert_close(_box_term(outputs, grid, other, pre, flat, 1.3), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_scalar_tensor_arithmetic_equals_python_number_arithmetic(dtype):
+    # The cached 0-dim tensors that replace Python numbers in the cost arithmetic: same results,
+    # one cached normal tensor per (value, dtype), even when first asked for in inference mode.
+    from ladet.assign.segments import scalar_tensor
+
+    generator = torch.Generator().manual_seed(6)
+    values = (torch.randn(1000, generator=generator) * 50.0).to(dtype)
+    values[:4] = torch.tensor([0.0, -0.0, float("inf"), float("nan")], dtype=dtype)
+    with torch.inference_mode():
+        scalar = scalar_tensor(0.1, dtype)
+    if dtype == torch.float16:  # reduced precision computes with the number in float32: kept as is
+        assert scalar == 0.1 and isinstance(scalar, float)
+    else:
+        assert not scalar.is_inference() and scalar.dtype == dtype and scalar.dim() == 0
+        assert scalar_tensor(0.1, dtype) is scalar
+    for number in (0.1, 1.3, 1e-5, 30.0, 1.0, 0.0):
+        constant = scalar_tensor(number, dtype)
+        for fast, slow in [
+            (values * constant, values * number),
+            (values + constant, values + number),
+            (values - constant, values - number),
+            (constant - values, number - values),
+        ]:
+            assert fast.dtype == slow.dtype == dtype
+            assert torch.equal(fast.isnan(), slow.isnan())
+            assert torch.equal(fast.nan_to_num(), slow.nan_to_num())

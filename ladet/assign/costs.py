@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment
-from ladet.assign.segments import segment_topk_candidates
+from ladet.assign.segments import scalar_tensor, segment_topk_candidates
 from ladet.boxes import aligned_giou
 from ladet.models.box_coder import DeltaBoxCoder
 from ladet.models.outputs import HeadOutputs
@@ -57,12 +57,15 @@ def background_focal_sum(
         negative_log = torch.log1p(-probability).clamp_(min=-100.0).neg_()  # [M, C]
         powered = probability.pow(gamma)
     else:
+        dtype = class_scores.dtype
         exponential = class_scores.clamp(max=30.0).exp_()  # [M, C]
-        denominator = exponential + 1.0
+        denominator = exponential + scalar_tensor(1.0, dtype)
         powered = exponential.div_(denominator)  # sigmoid(z)
-        negative_log = denominator.log_().add_((class_scores - 30.0).clamp_(min=0.0))
+        excess = (class_scores - scalar_tensor(30.0, dtype)).clamp_(min=0.0)
+        negative_log = denominator.log_().add_(excess)
         powered = powered.square_() if gamma == 2.0 else powered.pow_(gamma)
-    return powered.mul_(negative_log).sum(dim=1).mul_(negative_weight)  # [M]
+    summed = powered.mul_(negative_log).sum(dim=1)  # [M]
+    return summed.mul_(scalar_tensor(negative_weight, summed.dtype))
 
 
 def label_focal_term(
@@ -94,13 +97,14 @@ def label_focal_term(
         # constant t in {0, 1} the factor 1 - t is exactly 0 or 1 (and 1 * z = z), so the same
         # value in two passes instead of five, without the target tensor (tested bit for bit,
         # sign of zero included, against the library call).
-        weighted = label_scores * 0.0 if target == 1.0 else label_scores
+        weighted = label_scores * scalar_tensor(0.0, label_scores.dtype) if target == 1.0 else label_scores
         cross_entropy = weighted - F.logsigmoid(label_scores)
     # 1 - p_t, written as focal_loss evaluates it: (1 - p) for t = 1, 1 - (1 - p) for t = 0.
-    complement = 1 - probability if target == 1.0 else 1 - (1 - probability)
+    one = scalar_tensor(1.0, probability.dtype)
+    complement = one - probability if target == 1.0 else one - (one - probability)
     loss = cross_entropy * complement**gamma
     if alpha >= 0:
-        loss = loss * (alpha if target == 1.0 else 1 - alpha)
+        loss = loss * scalar_tensor(alpha if target == 1.0 else 1 - alpha, loss.dtype)
     return loss
 
 
@@ -180,14 +184,14 @@ def _box_term(
     std_x, std_y, std_w, std_h = box_coder.stds
     if std_x == std_y and std_w == std_h:  # (the default) two scalar products, no [4] tensor to build
         scaled = deltas.view(2, 2, num_boxes)
-        scaled[0].mul_(std_x)
-        scaled[1].mul_(std_w)
+        scaled[0].mul_(scalar_tensor(std_x, deltas.dtype))
+        scaled[1].mul_(scalar_tensor(std_w, deltas.dtype))
         scaled = deltas
     else:
         scaled = deltas.mul_(deltas.new_tensor(box_coder.stds)[:, None])  # [4, P]
     scaled_size = scaled[2:].clamp_(min=-box_coder.max_log_ratio, max=box_coder.max_log_ratio)  # (dw, dh)
     anchor_size = anchors[2:] - anchors[:2]  # [2, P] (width, height)
-    anchor_half_size = 0.5 * anchor_size
+    anchor_half_size = scalar_tensor(0.5, anchor_size.dtype) * anchor_size
     centre = (anchors[:2] + anchor_half_size).add_(anchor_size.mul_(scaled[:2]))  # [2, P]
     half_size = anchor_half_size.mul_(scaled_size.exp_())  # [2, P]
     top_left, bottom_right = corners.unbind(0)  # [4, 2, P] each
@@ -217,7 +221,7 @@ def _box_term(
     iou = overlap / union
     enclosing = enclosing.clamp_(min=eps)
     giou = iou.sub_((enclosing - union).div_(enclosing))
-    return box_weight * (1.0 - giou)
+    return scalar_tensor(box_weight, giou.dtype) * (scalar_tensor(1.0, giou.dtype) - giou)
 
 
 @torch.no_grad()
@@ -319,7 +323,11 @@ def candidate_costs(
     threshold.scatter_reduce_(
         0, segment.index_select(0, first), first_costs.nan_to_num(nan=float("inf")), reduce="amax"
     )
-    threshold = threshold + 1e-5 * (1.0 + threshold.abs())  # rounding margin: a few extra rows at most
+    # rounding margin 1e-5 * (1 + |T|): a few extra rows at most
+    margin = (
+        threshold.abs().add_(scalar_tensor(1.0, threshold.dtype)).mul_(scalar_tensor(1e-5, threshold.dtype))
+    )
+    threshold = threshold.add_(margin)
     # "lower <= +inf" would also take the +inf bounds: the largest finite number takes every finite one.
     threshold = threshold.nan_to_num_(nan=float("inf"), posinf=torch.finfo(threshold.dtype).max)
     second_mask = lower <= threshold.index_select(0, segment)  # [P]
