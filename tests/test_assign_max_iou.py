@@ -406,7 +406,7 @@ def test_pair_keys_order_claims_and_threshold_pairs_like_the_maxiou_rules():
         assert bool((keys < _NO_KEY).all()) and bool((keys >= 0).all())
 
 
-def test_gt_image_and_local_indices_built_on_the_host():
+def test_gt_image_and_local_indices():
     from ladet.assign.max_iou import _gt_image_and_local
 
     image, local = _gt_image_and_local([3, 0, 2, 1], torch.device("cpu"))

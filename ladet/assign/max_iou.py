@@ -20,7 +20,6 @@ Worked example (one image, threshold 0.1, anchors a0..a2, GTs g0, g1)::
 
 from __future__ import annotations
 
-import array
 import itertools
 from dataclasses import dataclass
 
@@ -283,18 +282,12 @@ def pre_assign(
 
 
 def _gt_image_and_local(num_gts_per_image: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
-    """The image and the in-image index of every GT ([G_total] long each, G_total > 0).
-
-    Known on the host: written by C-level array repeats and ranges (no Python loop over GTs) and
-    wrapped without a copy (``torch.tensor`` of a list costs more than the device ops it saves).
-    """
-    table = array.array("q")
-    for image, count in enumerate(num_gts_per_image):  # a loop over images
-        table.extend(array.array("q", [image]) * count)
-    for count in num_gts_per_image:
-        table.extend(array.array("q", range(count)))
-    image_and_local = torch.frombuffer(table, dtype=torch.long).view(2, -1).to(device)
-    return image_and_local[0], image_and_local[1]
+    """The image and the in-image index of every GT ([G_total] long each), without a host sync."""
+    num_gts = sum(num_gts_per_image)
+    counts = torch.tensor(num_gts_per_image, dtype=torch.long, device=device)
+    gt_image = torch.repeat_interleave(counts, output_size=num_gts)  # [G_total] (repeats of 0..B-1)
+    first_gt = _image_offsets(num_gts_per_image, device).index_select(0, gt_image)
+    return gt_image, torch.arange(num_gts, device=device) - first_gt
 
 
 def _image_offsets(num_gts_per_image: list[int], device: torch.device) -> Tensor:
