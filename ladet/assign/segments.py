@@ -147,6 +147,11 @@ def segment_topk_candidates(
     return _bucket_prefilter(segment, values, topk, num_buckets, num_segments)
 
 
+def _ones_like_index(index: Tensor) -> Tensor:
+    """[M] long ones as a stride-0 view of one element (a source for ``index_add_``)."""
+    return torch.ones(1, dtype=torch.long, device=index.device).expand(index.shape[0])
+
+
 def _bucket_prefilter(
     segment: Tensor, values: Tensor, topk: int, num_buckets: int, num_segments: int
 ) -> Tensor:
@@ -179,9 +184,13 @@ def _bucket_prefilter(
     width = num_buckets + 1
     # -inf goes to bucket 0, +inf to the extra last bucket; floor of a non-negative number.
     bucket = position.clamp_(0.0, num_buckets).long()  # [M]
-    counts = torch.bincount(torch.add(bucket, segment, alpha=width), minlength=num_segments * width).view(
-        num_segments, width
-    )
-    # Last bucket needed per segment: the number of buckets whose cumulative count is still < k.
-    last = (counts.cumsum(dim=1) < topk).sum(dim=1)  # [S], width if the segment has < k values
+    # Counts per (segment, bucket): an index_add_ of ones (bincount would also find the maximum
+    # key first, a host sync on CUDA).
+    counts = torch.zeros(num_segments * width, dtype=torch.long, device=segment.device)
+    counts.index_add_(0, torch.add(bucket, segment, alpha=width), _ones_like_index(segment))
+    cumulative = counts.view(num_segments, width).cumsum(dim=1)  # [S, width], ascending rows
+    # Last bucket needed per segment: the number of buckets whose cumulative count is still < k,
+    # i.e. the first position where it reaches k (a binary search per row; width if never).
+    target = torch.full((num_segments, 1), topk, dtype=torch.long, device=segment.device)
+    last = torch.searchsorted(cumulative, target).view(num_segments)  # [S]
     return torch.nonzero(bucket <= last.index_select(0, segment)).flatten()  # host sync
