@@ -246,3 +246,18 @@ def test_segment_topk_candidates_is_a_closed_superset_of_the_topk(num_buckets):
             0, segment[kept], values[kept], reduce="amax"
         )
         assert not (~mask & (values < largest_kept[segment])).any(), trial
+
+
+def test_rank_in_segments_matches_a_counting_loop():
+    # Runs of equal keys (one run, single elements, empty input, first key equal to the last).
+    from ladet.assign.segments import rank_in_segments
+
+    assert rank_in_segments(torch.zeros(0, dtype=torch.long)).numel() == 0
+    assert rank_in_segments(torch.tensor([4])).tolist() == [0]
+    assert rank_in_segments(torch.tensor([2, 2, 2])).tolist() == [0, 1, 2]
+    generator = torch.Generator().manual_seed(8)
+    for _ in range(100):
+        size = int(torch.randint(1, 60, (1,), generator=generator))
+        keys = torch.randint(0, 6, (size,), generator=generator).sort().values
+        expected = [int((keys[:position] == keys[position]).sum()) for position in range(size)]
+        assert rank_in_segments(keys).tolist() == expected

@@ -80,9 +80,9 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     # Slot (GT, level * k + rank) of every kept candidate in the flattened [G, L*k] rows.
     slot = sorted_segment.index_select(0, chosen) * topk + rank.index_select(0, chosen)  # [M]
     flat_costs = torch.full((num_gts * width,), float("inf"), dtype=torch.float64, device=device)
-    flat_costs[slot] = costs.index_select(0, kept).to(torch.float64)
+    flat_costs.index_copy_(0, slot, costs.index_select(0, kept).to(torch.float64))
     flat_index = torch.full((num_gts * width,), -1, dtype=torch.long, device=device)
-    flat_index[slot] = kept
+    flat_index.index_copy_(0, slot, kept)
     # Ascending cost per GT; equal costs keep the slot order, i.e. (level, anchor). (Costs are
     # sums of non-negative terms, so -0.0 never occurs; it would tie with +0.0 here.)
     row_costs, permutation = flat_costs.view(num_gts, width).sort(dim=1, stable=True)

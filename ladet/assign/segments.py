@@ -76,9 +76,10 @@ def rank_in_segments(sorted_keys: Tensor) -> Tensor:
         [0, 1, 0, 0, 1, 2]
     """
     positions = torch.arange(sorted_keys.shape[0], device=sorted_keys.device)
-    starts = torch.ones_like(sorted_keys, dtype=torch.bool)
-    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    run_start = torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=0).values
+    # Start of a run: a key unlike its predecessor. (The wrap-around comparison of element 0 with
+    # the last one does not matter: position 0 times either flag is 0.)
+    starts = sorted_keys != sorted_keys.roll(1)
+    run_start = positions.mul(starts).cummax(dim=0).values  # position of the current run's start
     return positions - run_start
 
 
