@@ -73,12 +73,15 @@ _MIN_ROWS_TO_DROP = 16
 # writes all of them (sum r, sum r x^2, sum r x, zeros, and -1/2 from the phantom sample); the
 # zeros are then overwritten in place, and the variance overwrites sum r x^2 once it is used.
 # Fields used together are adjacent, so that one op covers them: (E[x^2] + reg, mean) = 3:5 from
-# (sum r x^2, sum r x) = 1:3, (mean, -1/2, mean^2) = 4:7 and (mass, variance) = 0:2.
-_MASS, _SQUARE_SUM, _SUM, _MEAN_SQUARE, _MEAN, _MINUS_HALF, _MEAN_SQUARED = range(7)
+# (sum r x^2, sum r x) = 1:3, (E[x^2] + reg, mean, -1/2) = 3:6 and (mass, variance) = 0:2.
+_MASS, _SQUARE_SUM, _SUM, _MEAN_SQUARE, _MEAN, _MINUS_HALF = range(6)
 _VARIANCE = _SQUARE_SUM
-_NUM_FIELDS = 7
-# Per-component E-step coefficients u = (b, c, mu^2 / v, log n, log v): the first three are one
-# division of (mean, -1/2, mean^2) by v, the last two one log of (mass, variance).
+_NUM_FIELDS = 6
+# Per-component E-step coefficients u = (e, b, c, log n, log v) with e = (E[x^2] + reg) / v: the
+# first three are one division of (E[x^2] + reg, mean, -1/2) by v, the last two one log of
+# (mass, variance). e stands for 1 + mu^2 / v (exact unless the variance was clamped, where the
+# difference is the cancellation error over reg_covar): the constant 1 is the same for both
+# components and every iteration, so it changes neither the responsibilities nor the bound changes.
 _NUM_COEFFICIENTS = 5
 
 
@@ -126,17 +129,18 @@ class _RowData:
     """Per-row constants of the fit for R rows of K samples plus the phantom sample (S = K + 1).
 
     Attributes:
-        features: [R, _NUM_FIELDS, S] per-sample features of the M-step product: (1, x^2, x, 0, ...)
-            on valid samples (0 on masked ones), and the phantom's (20 eps, 0, 0, 0, 0, -1, 0).
-        directions: [R, 5, 2 S]: u_1 - u_0 (as [R, 1, 5]) times this gives both differences
-            l_k - l_{1-k} ([R, 1, 2 S] = [R, 2, S]); zero columns for masked and phantom samples.
+        features: [R, _NUM_FIELDS, S] per-sample features of the M-step product: (1, x^2, x, 0, 0, 0)
+            on valid samples (0 on masked ones), and the phantom's (20 eps, 0, 0, 0, 0, -1).
+        basis: [R, 5, S] sample functions (-1/2, x, x^2, 1, -1/2) multiplying u = (e, b, c,
+            log n, log v) in l_k; zero columns for masked and phantom samples. (u_k - u_{1-k})
+            ([R, 2, 5]) times this is d_k = l_k - l_{1-k} ([R, 2, S]).
         half_sample_sums: [R, 10]: u (as [R, 10]) times this is the sum over the valid samples of
             (l_0 + l_1) / 2.
         tolerance_times_count: [R]: sklearn's test on the mean bound, applied to the bound sum.
     """
 
     features: Tensor
-    directions: Tensor
+    basis: Tensor
     half_sample_sums: Tensor
     tolerance_times_count: Tensor
 
@@ -144,7 +148,7 @@ class _RowData:
         """The data of ``rows`` ([R'] long)."""
         return _RowData(
             self.features.index_select(0, rows),
-            self.directions.index_select(0, rows),
+            self.basis.index_select(0, rows),
             self.half_sample_sums.index_select(0, rows),
             self.tolerance_times_count.index_select(0, rows),
         )
@@ -160,17 +164,15 @@ def _row_data(row_mask: Tensor, shifted: Tensor, count: Tensor, tolerance: float
     valid, samples = padded.unbind(0)  # [R, S] each
     square = samples * samples
     zeros = torch.zeros_like(samples)
-    features = torch.stack([valid, square, samples, zeros, zeros, zeros, zeros], dim=1)  # [R, 7, S]
+    features = torch.stack([valid, square, samples, zeros, zeros, zeros], dim=1)  # [R, 6, S]
     phantom = features.select(2, width)  # [R, 7]
     phantom.select(1, _MASS).fill_(20.0 * _FLOAT64_EPS)  # times r = 1/2: sklearn's 10 eps on n
     phantom.select(1, _MINUS_HALF).fill_(-1.0)  # times r = 1/2: the -1/2 of c = -1/2 / v
-    # Sample functions multiplying u = (b, c, mu^2/v, log n, log v) in l_k: (x, x^2, -1/2, 1, -1/2).
+    # Sample functions multiplying u = (e, b, c, log n, log v) in l_k: (-1/2, x, x^2, 1, -1/2).
     minus_half = valid * -0.5
-    basis = torch.stack([samples, square, minus_half, valid, minus_half], dim=1)  # [R, 5, S]
-    # (u_1 - u_0) times this is (l_0 - l_1, l_1 - l_0) per sample.
-    directions = torch.cat([-basis, basis], dim=2)  # [R, 5, 2 S]
+    basis = torch.stack([minus_half, samples, square, valid, minus_half], dim=1)  # [R, 5, S]
     half_sums = basis.sum(dim=2).mul_(0.5)  # [R, 5]
-    return _RowData(features, directions, torch.cat([half_sums, half_sums], dim=1), count * tolerance)
+    return _RowData(features, basis, torch.cat([half_sums, half_sums], dim=1), count * tolerance)
 
 
 class _EMConstants:
@@ -178,23 +180,24 @@ class _EMConstants:
 
     Attributes:
         moment_offsets: [2] (reg_covar, 0), added to (E[x^2], mean).
-        difference_matrix: [10, 5]: u (as [R, 10]) times this is u_1 - u_0, exactly (every product
-            but two is an exact 0), so equal components give d = 0 (ties stay ties).
+        difference_matrix: [10, 10]: u (as [R, 10]) times this is (u_0 - u_1, u_1 - u_0), exactly
+            (every product but two is an exact 0): equal components give d = 0 (ties stay ties).
     """
 
     def __init__(self, like: Tensor, reg_covar: float) -> None:
         self.moment_offsets = like.new_zeros(2)
         self.moment_offsets.select(0, 0).fill_(reg_covar)
         identity = torch.eye(_NUM_COEFFICIENTS, dtype=like.dtype, device=like.device)
-        self.difference_matrix = torch.cat([-identity, identity])
+        first_minus_second = torch.cat([identity, -identity])  # [10, 5]
+        self.difference_matrix = torch.cat([first_minus_second, -first_minus_second], dim=1)
 
 
 class _EMWorkspace:
     """Preallocated records and views of the EM loop for R rows and up to T iterations per chunk.
 
     Every tensor the loop writes is a view made here once, so one iteration is only arithmetic:
-    a [R, 10] x [10, 5] product, 2 ops on [R, 2, S] tensors (S = K + 1 samples), one batched
-    product to [R, 2, 8] and 6 ops on [R, 2, *] fields. Chunks of fewer than T iterations use a
+    a [R, 10] x [10, 10] product, 2 ops on [R, 2, S] tensors (S = K + 1 samples), one batched
+    product to [R, 2, 7] and 6 ops on [R, 2, *] fields. Chunks of fewer than T iterations use a
     prefix of the records.
 
     Args:
@@ -233,24 +236,22 @@ class _EMWorkspace:
         self.moment_sums = statistics.narrow(2, _SQUARE_SUM, 2)  # (sum r x^2, sum r x)
         self.mass = statistics.narrow(2, _MASS, 1)
         self.moments = statistics.narrow(2, _MEAN_SQUARE, 2)  # (E[x^2] + reg, mean)
-        self.mean = statistics.select(2, _MEAN)
-        self.mean_square = statistics.select(2, _MEAN_SQUARE)
-        self.mean_squared = statistics.select(2, _MEAN_SQUARED)
-        self.variance = statistics.select(2, _VARIANCE)
-        self.variance_column = statistics.narrow(2, _VARIANCE, 1)
-        self.numerators = statistics.narrow(2, _MEAN, 3)  # (mean, -1/2, mean^2)
+        self.mean = statistics.narrow(2, _MEAN, 1)  # single fields: [R, 2, 1]
+        self.mean_square = statistics.narrow(2, _MEAN_SQUARE, 1)
+        self.variance = statistics.narrow(2, _VARIANCE, 1)
+        self.numerators = statistics.narrow(2, _MEAN_SQUARE, 3)  # (E[x^2] + reg, mean, -1/2)
         self.mass_and_variance = statistics.narrow(2, _MASS, 2)
-        self.coefficient_difference = features.new_empty((num_rows, _NUM_COEFFICIENTS))  # u_1 - u_0
-        self.difference_row = self.coefficient_difference.view(num_rows, 1, _NUM_COEFFICIENTS)
+        # (u_0 - u_1, u_1 - u_0), [R, 10] and [R, 2, 5].
+        self.coefficient_differences = features.new_empty((num_rows, 2 * _NUM_COEFFICIENTS))
+        self.difference_pairs = self.coefficient_differences.view(num_rows, 2, _NUM_COEFFICIENTS)
         flat_coefficients = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS)
         next_coefficients = self.coefficients.narrow(0, 1, num_steps)
         self.steps = list(
             zip(
                 flat_coefficients.unbind(0),  # [R, 10] u of the E-step (one more than the steps)
-                self.differences.view(num_steps, num_rows, 1, 2 * samples).unbind(0),  # [R, 1, 2 S]
-                self.responsibilities.view(num_steps, num_rows, 1, 2 * samples).unbind(0),  # [R, 1, 2 S]
+                self.differences.unbind(0),  # [R, 2, S]
                 self.responsibilities.unbind(0),  # [R, 2, S]
-                next_coefficients.narrow(3, 0, 3).unbind(0),  # [R, 2, 3] next (b, c, mu^2/v)
+                next_coefficients.narrow(3, 0, 3).unbind(0),  # [R, 2, 3] next (e, b, c)
                 next_coefficients.narrow(3, 3, 2).unbind(0),  # [R, 2, 2] next (log n, log v)
                 strict=False,
             )
@@ -265,27 +266,26 @@ def _em_iterations(work: _EMWorkspace, num_steps: int, reg_covar: float) -> None
     ``work.coefficients[t + 1]``. The caller finds each row's first converged step afterwards; a
     row's arithmetic never depends on the other rows, so iterating past convergence changes nothing.
     """
-    directions, features_by_sample = work.data.directions, work.features_by_sample
-    difference, difference_row = work.coefficient_difference, work.difference_row
+    basis, features_by_sample = work.data.basis, work.features_by_sample
+    coefficient_differences, difference_pairs = work.coefficient_differences, work.difference_pairs
     difference_matrix, moment_offsets = work.constants.difference_matrix, work.constants.moment_offsets
     statistics, moment_sums, mass, moments = work.statistics, work.moment_sums, work.mass, work.moments
-    mean, mean_square, mean_squared = work.mean, work.mean_square, work.mean_squared
-    variance, variance_column, numerators = work.variance, work.variance_column, work.numerators
+    mean, mean_square = work.mean, work.mean_square
+    variance, numerators = work.variance, work.numerators
     mass_and_variance = work.mass_and_variance
-    for coefficients, differences, responsibilities, by_component, ratios, logs in work.steps[:num_steps]:
+    for coefficients, differences, responsibilities, ratios, logs in work.steps[:num_steps]:
         # E-step: d_k = l_k - l_{1-k} for both components, r_k = sigmoid(d_k). The coefficients are
         # subtracted first, so that equal components give d = 0 exactly (ties stay ties).
-        torch.mm(coefficients, difference_matrix, out=difference)  # [R, 5]: u_1 - u_0
-        torch.bmm(difference_row, directions, out=differences)  # [R, 1, 2 S]
+        torch.mm(coefficients, difference_matrix, out=coefficient_differences)  # [R, 10]
+        torch.bmm(difference_pairs, basis, out=differences)  # [R, 2, S]
         torch.sigmoid(differences, out=responsibilities)
         # M-step: (sum r, sum r x^2, sum r x, 0, 0, -1/2, 0) per component (phantom: n += 10 eps).
-        torch.bmm(by_component, features_by_sample, out=statistics)  # [R, 2, 7]
+        torch.bmm(responsibilities, features_by_sample, out=statistics)  # [R, 2, 7]
         torch.addcdiv(moment_offsets, moment_sums, mass, out=moments)  # E[x^2] + reg, mu
-        torch.mul(mean, mean, out=mean_squared)
-        torch.sub(mean_square, mean_squared, out=variance)
+        torch.addcmul(mean_square, mean, mean, value=-1.0, out=variance)
         variance.clamp_(min=reg_covar)  # v = max(E[x^2] + reg - mu^2, reg)
-        # Next E-step's coefficients: (b, c, mu^2/v) = (mu, -1/2, mu^2) / v, then (log n, log v).
-        torch.div(numerators, variance_column, out=ratios)
+        # Next E-step's coefficients: (e, b, c) = (E[x^2] + reg, mu, -1/2) / v, then (log n, log v).
+        torch.div(numerators, variance, out=ratios)
         torch.log(mass_and_variance, out=logs)
 
 
@@ -329,13 +329,14 @@ def _initial_coefficients(row_count: Tensor, row_range: Tensor) -> Tensor:
     """[R] counts and ranges (max - min) -> [R, 2, 5] initial E-step coefficients u.
 
     Initial parameters on the shifted samples: means (0, max - min), variances 1, weights 0.5,
-    i.e. n_k = count / 2, so b = mu, c = -1/2, mu^2 / v = mu^2, log n = log(count / 2), log v = 0.
+    i.e. n_k = count / 2, so e = 1 + mu^2, b = mu, c = -1/2, log n = log(count / 2), log v = 0.
     """
     half_log_mass = (row_count * 0.5).log_()
     zeros = torch.zeros_like(row_count)
-    minus_half = zeros - 0.5
-    columns = [zeros, minus_half, zeros, half_log_mass, zeros, row_range, minus_half, row_range * row_range]
-    return torch.stack([*columns, half_log_mass, zeros], dim=1).view(-1, 2, _NUM_COEFFICIENTS)
+    ones, minus_half = zeros + 1.0, zeros - 0.5
+    first = [ones, zeros, minus_half, half_log_mass, zeros]
+    second = [torch.addcmul(ones, row_range, row_range), row_range, minus_half, half_log_mass, zeros]
+    return torch.stack(first + second, dim=1).view(-1, 2, _NUM_COEFFICIENTS)
 
 
 def fit_rows(
