@@ -114,14 +114,16 @@ def _weighted_log_prob(values: Tensor, means: Tensor, variances: Tensor, log_wei
     return (squared + (_LOG_TWO_PI + variances.log())).mul_(-0.5).add_(log_weights)
 
 
-def _parameters(statistics: Tensor, reg_covar: float) -> tuple[Tensor, Tensor, Tensor]:
+def _parameters(
+    statistics: Tensor, constants: _EMConstants, reg_covar: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Statistics [R, 2, >= 3] (n = sum r + 10 eps, sum r x^2, sum r x) -> (means, variances,
-    weights), each [R, 2, 1], by the EM loop's M-step formulas (variance at least ``reg_covar``)."""
+    weights), each [R, 2, 1], by the EM loop's M-step ops (variance at least ``reg_covar``)."""
     mass = statistics.narrow(2, _MASS, 1)
-    means = statistics.narrow(2, _SUM, 1) / mass
-    mean_square = statistics.narrow(2, _SQUARE_SUM, 1) / mass + reg_covar
-    variances = (mean_square - means * means).clamp_(min=reg_covar)
-    return means, variances, mass / mass.sum(dim=1, keepdim=True)
+    moments = torch.addcdiv(constants.moment_offsets, statistics.narrow(2, _SQUARE_SUM, 2), mass)
+    mean_square, means = moments.unbind(2)  # E[x^2] + reg, mean
+    variances = torch.addcmul(mean_square, means, means, value=-1.0).clamp_(min=reg_covar)
+    return means[:, :, None], variances[:, :, None], mass / mass.sum(dim=1, keepdim=True)
 
 
 @dataclass
@@ -157,21 +159,20 @@ class _RowData:
 def _row_data(row_mask: Tensor, shifted: Tensor, count: Tensor, tolerance: float) -> _RowData:
     """[R, K] mask and shifted samples (0 on masked entries), [R] float64 counts -> :class:`_RowData`."""
     num_rows, width = shifted.shape
-    # Samples padded with the phantom (0: no part in the differences or the sums).
-    padded = shifted.new_zeros((2, num_rows, width + 1))
-    padded[0, :, :width] = row_mask
-    padded[1, :, :width] = shifted
-    valid, samples = padded.unbind(0)  # [R, S] each
-    square = samples * samples
-    zeros = torch.zeros_like(samples)
-    features = torch.stack([valid, square, samples, zeros, zeros, zeros], dim=1)  # [R, 6, S]
-    phantom = features.select(2, width)  # [R, 7]
+    valid = row_mask.to(shifted.dtype)
+    square = shifted * shifted
+    zeros = torch.zeros_like(shifted)
+    # Both padded with the phantom sample (column K): 0 but in the features' mass and -1/2 fields.
+    features = torch.stack([valid, square, shifted, zeros, zeros, zeros], dim=1)  # [R, 6, K]
+    features = torch.nn.functional.pad(features, (0, 1))  # [R, 6, S]
+    phantom = features.select(2, width)  # [R, 6]
     phantom.select(1, _MASS).fill_(20.0 * _FLOAT64_EPS)  # times r = 1/2: sklearn's 10 eps on n
     phantom.select(1, _MINUS_HALF).fill_(-1.0)  # times r = 1/2: the -1/2 of c = -1/2 / v
     # Sample functions multiplying u = (e, b, c, log n, log v) in l_k: (-1/2, x, x^2, 1, -1/2).
     minus_half = valid * -0.5
-    basis = torch.stack([minus_half, samples, square, valid, minus_half], dim=1)  # [R, 5, S]
+    basis = torch.stack([minus_half, shifted, square, valid, minus_half], dim=1)  # [R, 5, K]
     half_sums = basis.sum(dim=2).mul_(0.5)  # [R, 5]
+    basis = torch.nn.functional.pad(basis, (0, 1))  # [R, 5, S]
     return _RowData(features, basis, torch.cat([half_sums, half_sums], dim=1), count * tolerance)
 
 
@@ -203,7 +204,7 @@ class _EMWorkspace:
     Args:
         data: the working rows' :class:`_RowData`.
         start: [R, 2, 5] E-step coefficients of the first iteration.
-        previous_bound: [R] bound sum of the iteration before the first one (-inf at the start).
+        previous_bound: [1, R] bound sum of the iteration before the first one (-inf at the start).
         num_steps: T.
         constants: the fit's :class:`_EMConstants`.
     """
@@ -217,7 +218,7 @@ class _EMWorkspace:
         self.constants = constants
         self.num_rows = num_rows
         self.num_steps = num_steps
-        self.previous_bound = previous_bound  # [R]
+        self.previous_bound = previous_bound  # [1, R]
         self.features_by_sample = features.transpose(1, 2)  # [R, S, _NUM_FIELDS]
         # Records, step-major. coefficients[t] holds the u of iteration t's E-step (t = 0: ``start``;
         # t + 1: written by iteration t's M-step); differences[t] and responsibilities[t] are
@@ -244,11 +245,13 @@ class _EMWorkspace:
         # (u_0 - u_1, u_1 - u_0), [R, 10] and [R, 2, 5].
         self.coefficient_differences = features.new_empty((num_rows, 2 * _NUM_COEFFICIENTS))
         self.difference_pairs = self.coefficient_differences.view(num_rows, 2, _NUM_COEFFICIENTS)
-        flat_coefficients = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS)
+        self.flat_responsibilities = self.responsibilities.view(num_steps * num_rows, 2, samples)
+        # [R, 10] u of every slot: slot t is read by iteration t, slot t + 1 written by it.
+        self.slots = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS).unbind(0)
         next_coefficients = self.coefficients.narrow(0, 1, num_steps)
         self.steps = list(
             zip(
-                flat_coefficients.unbind(0),  # [R, 10] u of the E-step (one more than the steps)
+                self.slots,  # [R, 10] u of the E-step (one more than the steps)
                 self.differences.unbind(0),  # [R, 2, S]
                 self.responsibilities.unbind(0),  # [R, 2, S]
                 next_coefficients.narrow(3, 0, 3).unbind(0),  # [R, 2, 3] next (e, b, c)
@@ -384,7 +387,7 @@ def fit_rows(
     active_kept, active_stop = kept_responsibilities, row_stop
     max_steps = min(max(first_check, check_every), max_iterations)
     constants = _EMConstants(shifted, reg_covar)
-    work = _EMWorkspace(all_rows, start, shifted.new_full((num_fitted,), -math.inf), max_steps, constants)
+    work = _EMWorkspace(all_rows, start, shifted.new_full((1, num_fitted), -math.inf), max_steps, constants)
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
@@ -393,7 +396,7 @@ def fit_rows(
         # converged step is the first 1 of ``stopped``, whose row ``steps`` is a sentinel 1 for rows
         # that did not converge in this chunk (the last row is never written; shorter chunks set theirs).
         sums = _bound_sums(work, steps)  # [T', R']
-        changes = torch.diff(sums, dim=0, prepend=work.previous_bound.view(1, -1)).abs_()  # [T', R']
+        changes = torch.diff(sums, dim=0, prepend=work.previous_bound).abs_()  # [T', R']
         stopped = work.stopped.narrow(0, 0, steps + 1)
         torch.lt(changes, work.data.tolerance_times_count, out=stopped.narrow(0, 0, steps))
         if steps < max_steps:
@@ -401,7 +404,7 @@ def fit_rows(
         first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
         kept_step = torch.clamp(first_stop, max=steps - 1)  # the step whose M-step the row keeps
         kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [T * R']
-        kept = work.responsibilities.view(-1, 2, samples).index_select(0, kept_index)  # [R', 2, S]
+        kept = work.flat_responsibilities.index_select(0, kept_index)  # [R', 2, S]
         # Rows that converged in an earlier chunk keep their records; the others take this chunk's
         # (a stop == done + steps means "not yet").
         earlier = active_stop < done
@@ -412,8 +415,8 @@ def fit_rows(
         remaining = int(unfinished.sum())  # host sync, once per check
         if remaining == 0 or done >= max_iterations:
             break
-        work.previous_bound = sums.select(0, steps - 1)
-        work.coefficients.select(0, 0).copy_(work.coefficients.select(0, steps))
+        work.previous_bound = sums.narrow(0, steps - 1, 1)
+        work.slots[0].copy_(work.slots[steps])
         if active.shape[0] - remaining >= _MIN_ROWS_TO_DROP:  # shrink the working set
             kept_responsibilities.index_copy_(0, active, active_kept)
             row_stop.index_copy_(0, active, active_stop)
@@ -424,7 +427,7 @@ def fit_rows(
             work = _EMWorkspace(
                 work.data.select(keep),
                 work.coefficients.select(0, 0).index_select(0, keep),
-                work.previous_bound.index_select(0, keep),
+                work.previous_bound.index_select(1, keep),
                 max_steps,
                 constants,
             )
@@ -438,7 +441,7 @@ def fit_rows(
 
     # Final E-step with the kept parameters (centred form), as sklearn's predict / score_samples.
     statistics = torch.bmm(kept_responsibilities, all_rows.features.transpose(1, 2))  # [R, 2, 8]
-    means, variances, weights = _parameters(statistics, reg_covar)  # [R, 2, 1] each, shifted
+    means, variances, weights = _parameters(statistics, constants, reg_covar)  # [R, 2, 1] each, shifted
     weighted = _weighted_log_prob(shifted[:, None, :], means, variances, weights.log())  # [R, 2, K]
     first, second = weighted.unbind(1)
     log_density = torch.where(row_mask, torch.logaddexp(first, second), -float("inf"))  # [R, K]
