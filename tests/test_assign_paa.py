@@ -261,3 +261,28 @@ def test_rank_in_segments_matches_a_counting_loop():
         keys = torch.randint(0, 6, (size,), generator=generator).sort().values
         expected = [int((keys[:position] == keys[position]).sum()) for position in range(size)]
         assert rank_in_segments(keys).tolist() == expected
+
+
+def test_stable_order_matches_python_sorted():
+    # (primary, value, index) order for float32 values with ties, signed zeros, +-inf, huge and tiny
+    # magnitudes, and primaries up to large segment ids.
+    from ladet.assign.segments import stable_order
+
+    generator = torch.Generator().manual_seed(9)
+    for trial in range(50):
+        size = int(torch.randint(1, 200, (1,), generator=generator))
+        primary = torch.randint(0, 3 if trial % 2 else 10**6, (size,), generator=generator)
+        values = torch.randn(size, generator=generator) * 10.0 ** float(
+            torch.randint(-40, 38, (1,), generator=generator)
+        )
+        values[torch.rand(size, generator=generator) < 0.3] = 0.0
+        values[torch.rand(size, generator=generator) < 0.1] = -0.0
+        values[torch.rand(size, generator=generator) < 0.1] = float("inf")
+        values[torch.rand(size, generator=generator) < 0.1] = -float("inf")
+        values[torch.rand(size, generator=generator) < 0.2] = 1.5  # ties
+        # -0.0 before +0.0 (the bit order), then the original index
+        expected = sorted(
+            range(size),
+            key=lambda i: (int(primary[i]), float(values[i]), not bool(torch.signbit(values[i])), i),
+        )
+        assert stable_order(primary, values).tolist() == expected, trial

@@ -70,7 +70,7 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     width = pre.num_levels * topk
     # Non-finite costs are never candidates: drop them first (one host sync: data-dependent size).
     finite = torch.nonzero(torch.isfinite(costs)).flatten()  # [F] pre-positive indices, ascending
-    segment = (pre.gt_global * pre.num_levels + pre.level).index_select(0, finite)  # [F]
+    segment = torch.add(pre.level, pre.gt_global, alpha=pre.num_levels).index_select(0, finite)  # [F]
     # Sort by (segment, cost, anchor order): pre-positives are already in anchor order per image.
     order = stable_order(segment, costs.index_select(0, finite))  # [F]
     sorted_segment = segment.index_select(0, order)
@@ -78,7 +78,7 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     chosen = torch.nonzero(rank < topk).flatten()  # host sync
     kept = finite.index_select(0, order.index_select(0, chosen))  # [M] pre-positive indices
     # Slot (GT, level * k + rank) of every kept candidate in the flattened [G, L*k] rows.
-    slot = sorted_segment.index_select(0, chosen) * topk + rank.index_select(0, chosen)  # [M]
+    slot = torch.add(rank.index_select(0, chosen), sorted_segment.index_select(0, chosen), alpha=topk)  # [M]
     flat_costs = torch.full((num_gts * width,), float("inf"), dtype=torch.float64, device=device)
     flat_costs.index_copy_(0, slot, costs.index_select(0, kept).to(torch.float64))
     flat_index = torch.full((num_gts * width,), -1, dtype=torch.long, device=device)

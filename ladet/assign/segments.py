@@ -48,8 +48,13 @@ def float32_order_key(values: Tensor) -> Tensor:
     Non-negative floats keep their bit pattern order; negative ones have their magnitude bits
     inverted. -0.0 sorts just before +0.0; +inf after every finite value.
     """
-    bits = values.contiguous().view(torch.int32).long()
-    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + 2**31
+    return _signed_order_key(values).long() + 2**31
+
+
+def _signed_order_key(values: Tensor) -> Tensor:
+    """[M] float32 -> [M] int32 in [-2^31, 2^31) ordered like the values (``float32_order_key`` - 2^31)."""
+    bits = values.contiguous().view(torch.int32)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
 
 
 def stable_order(primary: Tensor, secondary: Tensor) -> Tensor:
@@ -61,7 +66,9 @@ def stable_order(primary: Tensor, secondary: Tensor) -> Tensor:
             key (one sort); other dtypes use two stable sorts.
     """
     if secondary.dtype == torch.float32:
-        key = primary * 2**32 + float32_order_key(secondary)
+        # primary * 2^32 + a signed 32-bit key: the ranges of two primaries never overlap, so this
+        # orders like (primary, value) without the unsigned key's shift (int32 + int64 -> int64).
+        key = torch.add(_signed_order_key(secondary), primary, alpha=2**32)
         return torch.sort(key, stable=True).indices
     by_secondary = torch.sort(secondary, stable=True).indices
     by_primary = torch.sort(primary[by_secondary], stable=True).indices
