@@ -18,32 +18,37 @@ per iteration is what costs time; one iteration is 9 ops):
 * Every row is shifted by its minimum first. EM is shift-equivariant (means move with the data;
   variances, responsibilities, bounds and log-densities do not change), and the shifted samples
   are small and non-negative, which keeps the sums below well conditioned.
-* The weighted log-density of component k is the quadratic l_k = a_k + b_k x + c_k x^2 with
-  b = mu / v, c = -1 / (2 v), a = log n - (log v + mu^2 / v) / 2. Each M-step records the
-  coefficients u_k = (b, c, mu^2 / v, log n, log v) of both components (10 numbers per row).
-* E-step: with two components the responsibilities are sigmoids, r_k = sigmoid(l_k - l_{1-k}),
-  and both differences are linear in u: one batched product of u with a per-row matrix fixed for
-  the whole fit (``directions``: (x, x^2, -1/2, 1, -1/2) per sample, with the signs of the
-  difference), then one sigmoid. r_0 is computed from its own difference, not as 1 - r_1, so small
+* The weighted log-density of component k is l_k = log n - (log v + mu^2 / v) / 2 + b x + c x^2
+  with b = mu / v, c = -1 / (2 v), up to constants shared by both components. Each M-step records
+  the coefficients u_k = (e, b, c, log n, log v) of both components (10 numbers per row), where
+  e = (E[x^2] + reg) / v = 1 + mu^2 / v: the 1 is again a shared constant (and e saves the op
+  that would compute mu^2; if the variance was clamped, e differs from 1 + mu^2 / v by the
+  cancellation error divided by ``reg_covar``).
+* E-step: with two components the responsibilities are sigmoids, r_k = sigmoid(d_k) with
+  d_k = l_k - l_{1-k}. One [R, 10] x [10, 10] product gives u_0 - u_1 and u_1 - u_0 (exactly:
+  equal components give d = 0, so ties stay ties), one batched product with a per-row ``basis``
+  fixed for the whole fit ((-1/2, x, x^2, 1, -1/2) per sample) gives both differences, and one
+  sigmoid the responsibilities. r_0 comes from its own difference, not as 1 - r_1, so small
   responsibilities keep their precision.
-* M-step: one batched product of the responsibilities with per-sample features
-  (1, x, x^2, ...) gives the sufficient statistics (sum r, sum r x, sum r x^2) of both components;
-  then mu = sum r x / n and E[x^2] + reg in one op, v = max(E[x^2] + reg - mu^2, reg) (clamping
-  keeps a fit from ever failing: "ill-defined empirical covariance" cannot happen; on the shifted
-  samples in float64 the cancellation error is ~1e-16 * range^2, far below ``reg_covar`` for any
-  cost scale PAA meets), (b, c, mu^2 / v) in one division and (log n, log v) in one log. The
-  product also adds the 10 * eps to n and writes the constant -1/2 used by that division: both
-  come from an extra "phantom" sample whose differences are 0 (responsibility exactly 1/2) and
-  whose features are (20 eps, 0, 0, ..., -1, ...); it takes no part in anything else.
-* The bound is not computed in the loop. The E-step's differences and responsibilities of every
-  step are kept, and every bound of a chunk of iterations is evaluated at once when the loop checks
-  for convergence: log(e^l_0 + e^l_1) = (l_0 + l_1) / 2 + |l_1 - l_0| / 2 - log max_k r_k, summed
-  over the valid samples (the first term from the coefficients and per-row sample sums; the
-  phantom and masked samples add the same constant to every bound of a row).
-* The constants log(sum_k n_k) = log(count) and log(2 pi)/2 are left out of a_k: they are the same
-  for both components (responsibilities unchanged) and for every iteration of a row (bound
-  differences unchanged up to rounding). The final E-step and the returned parameters are computed
-  exactly, in the centred form, from the statistics of the kept step (recomputed from its kept
+* M-step: one batched product of the responsibilities with per-sample features gives the
+  sufficient statistics (sum r, sum r x^2, sum r x) of both components; then (E[x^2] + reg, mu)
+  in one op, v = max(E[x^2] + reg - mu^2, reg) in two (clamping keeps a fit from ever failing:
+  "ill-defined empirical covariance" cannot happen; on the shifted samples in float64 the
+  cancellation error is ~1e-16 * range^2, far below ``reg_covar`` for any cost scale PAA meets),
+  (e, b, c) in one division and (log n, log v) in one log. The product also adds sklearn's
+  10 * eps to n and writes the constant -1/2 used by that division: both come from an extra
+  "phantom" sample whose differences are 0 (responsibility exactly 1/2) and whose features are
+  (20 eps, 0, 0, 0, 0, -1); it takes no part in anything else.
+* The bound is not computed in the loop. The differences and responsibilities of every E-step
+  are kept, and all bounds of a chunk of iterations are evaluated at once when the loop checks for
+  convergence: log(e^l_0 + e^l_1) = (l_0 + l_1) / 2 + |d_1| / 2 - log max_k r_k, summed over the
+  valid samples (the first term from the coefficients and per-row sample sums; max_k r_k is in
+  [1/2, 1], so its log is accurate however far apart the components are; masked and phantom
+  samples add the same constant to every bound of a row).
+* The constants log(sum_k n_k) = log(count), log(2 pi)/2 and the 1 in e are left out: they are
+  the same for both components (responsibilities unchanged) and for every iteration of a row
+  (bound differences unchanged up to rounding). The final E-step and the returned parameters are
+  computed in the centred form from the statistics of the kept step (recomputed from its kept
   responsibilities by the same product).
 
 Masked entries (padding, non-finite values) take no part in the fit. Rows with fewer than 2 valid
@@ -188,18 +193,18 @@ class _EMConstants:
     def __init__(self, like: Tensor, reg_covar: float) -> None:
         self.moment_offsets = like.new_zeros(2)
         self.moment_offsets.select(0, 0).fill_(reg_covar)
-        identity = torch.eye(_NUM_COEFFICIENTS, dtype=like.dtype, device=like.device)
-        first_minus_second = torch.cat([identity, -identity])  # [10, 5]
-        self.difference_matrix = torch.cat([first_minus_second, -first_minus_second], dim=1)
+        # Identity minus the permutation that swaps the components' halves of u.
+        identity = torch.eye(2 * _NUM_COEFFICIENTS, dtype=like.dtype, device=like.device)
+        self.difference_matrix = identity - identity.roll(_NUM_COEFFICIENTS, dims=0)
 
 
 class _EMWorkspace:
     """Preallocated records and views of the EM loop for R rows and up to T iterations per chunk.
 
     Every tensor the loop writes is a view made here once, so one iteration is only arithmetic:
-    a [R, 10] x [10, 10] product, 2 ops on [R, 2, S] tensors (S = K + 1 samples), one batched
-    product to [R, 2, 7] and 6 ops on [R, 2, *] fields. Chunks of fewer than T iterations use a
-    prefix of the records.
+    a [R, 10] x [10, 10] product, a batched product to [R, 2, S] (S = K + 1 samples), a sigmoid,
+    a batched product to [R, 2, 6] and 5 ops on [R, 2, *] fields. Chunks of fewer than T iterations
+    use a prefix of the records.
 
     Args:
         data: the working rows' :class:`_RowData`.
@@ -283,7 +288,7 @@ def _em_iterations(work: _EMWorkspace, num_steps: int, reg_covar: float) -> None
         torch.bmm(difference_pairs, basis, out=differences)  # [R, 2, S]
         torch.sigmoid(differences, out=responsibilities)
         # M-step: (sum r, sum r x^2, sum r x, 0, 0, -1/2, 0) per component (phantom: n += 10 eps).
-        torch.bmm(responsibilities, features_by_sample, out=statistics)  # [R, 2, 7]
+        torch.bmm(responsibilities, features_by_sample, out=statistics)  # [R, 2, 6]
         torch.addcdiv(moment_offsets, moment_sums, mass, out=moments)  # E[x^2] + reg, mu
         torch.addcmul(mean_square, mean, mean, value=-1.0, out=variance)
         variance.clamp_(min=reg_covar)  # v = max(E[x^2] + reg - mu^2, reg)
@@ -440,7 +445,7 @@ def fit_rows(
     row_iterations = torch.clamp(row_stop + 1, max=done)  # sklearn's n_iter_: max_iter if not converged
 
     # Final E-step with the kept parameters (centred form), as sklearn's predict / score_samples.
-    statistics = torch.bmm(kept_responsibilities, all_rows.features.transpose(1, 2))  # [R, 2, 8]
+    statistics = torch.bmm(kept_responsibilities, all_rows.features.transpose(1, 2))  # [R, 2, 6]
     means, variances, weights = _parameters(statistics, constants, reg_covar)  # [R, 2, 1] each, shifted
     weighted = _weighted_log_prob(shifted[:, None, :], means, variances, weights.log())  # [R, 2, K]
     first, second = weighted.unbind(1)
