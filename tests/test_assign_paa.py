@@ -286,3 +286,46 @@ def test_stable_order_matches_python_sorted():
             key=lambda i: (int(primary[i]), float(values[i]), not bool(torch.signbit(values[i])), i),
         )
         assert stable_order(primary, values).tolist() == expected, trial
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_candidate_rows_match_a_per_gt_loop_with_non_finite_costs_and_ties(dtype):
+    # Random pre-assignments (2 images, levels in anchor order), costs with ties, +-inf, NaN and
+    # signed zeros: every GT row holds the per-level top 3 finite costs, sorted by
+    # (cost, level, anchor); non-finite costs (-inf included) are never candidates.
+    generator = torch.Generator().manual_seed(10)
+    for trial in range(40):
+        num_gts = [int(torch.randint(0, 4, (1,), generator=generator)) for _ in range(2)]
+        image, gt_local, level = [], [], []
+        for image_index, count in enumerate(num_gts):
+            size = int(torch.randint(0, 25, (1,), generator=generator)) if count else 0
+            image += [image_index] * size
+            gt_local += torch.randint(0, max(count, 1), (size,), generator=generator).tolist()
+            level += sorted(torch.randint(0, 3, (size,), generator=generator).tolist())
+        pre = _pre(image, gt_local, level, num_gts, num_levels=3)
+        costs = torch.round(torch.rand(len(image), generator=generator, dtype=dtype) * 8) / 4
+        special = torch.rand(len(image), generator=generator)
+        costs[special < 0.1] = float("inf")
+        costs[(special >= 0.1) & (special < 0.15)] = -float("inf")
+        costs[(special >= 0.15) & (special < 0.2)] = float("nan")
+        costs[(special >= 0.2) & (special < 0.25)] = -0.0
+        rows = build_candidate_rows(costs, pre, topk=3)
+        for gt in range(sum(num_gts)):
+            # (cost, level, rank in level, index); inside a level, float32 keys order -0.0 before +0.0
+            # (bit order of the packed sort key), float64 ones tie them (then by index)
+            signed = dtype == torch.float32
+            chosen = []
+            for lv in range(3):
+                members = [
+                    i
+                    for i in range(len(image))
+                    if int(pre.gt_global[i]) == gt and level[i] == lv and bool(torch.isfinite(costs[i]))
+                ]
+                members.sort(key=lambda i: (float(costs[i]), signed and not bool(torch.signbit(costs[i])), i))
+                chosen += [(float(costs[i]), lv, rank, i) for rank, i in enumerate(members[:3])]
+            expected = [entry[3] for entry in sorted(chosen)]
+            count = len(expected)
+            assert rows.count[gt].item() == count, trial
+            assert rows.pre_index[gt, :count].tolist() == expected, trial
+            assert rows.costs[gt, :count].tolist() == [float(costs[i]) for i in expected], trial
+            assert not rows.mask[gt, count:].any() and (rows.costs[gt, count:] == float("inf")).all()
