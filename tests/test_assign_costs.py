@@ -244,3 +244,18 @@ def test_scalar_tensor_arithmetic_equals_python_number_arithmetic(dtype):
             assert fast.dtype == slow.dtype == dtype
             assert torch.equal(fast.isnan(), slow.isnan())
             assert torch.equal(fast.nan_to_num(), slow.nan_to_num())
+
+
+def test_background_focal_sum_reusing_its_input_gives_the_same_values():
+    from ladet.assign.costs import _background_focal_sum, background_focal_sum
+
+    generator = torch.Generator().manual_seed(11)
+    logits = torch.randn(200, 80, generator=generator) * 8.0 - 3.0
+    logits[0, :6] = torch.tensor([-120.0, 120.0, 29.9, 30.0, 35.0, -0.0])
+    logits[1, :3] = torch.tensor([float("inf"), -float("inf"), float("nan")])
+    expected = background_focal_sum(logits, False)
+    overwritten = logits.clone()
+    fast = _background_focal_sum(overwritten, False, 0.25, 2.0, reuse_input=True)
+    assert torch.equal(fast.isnan(), expected.isnan())
+    assert torch.equal(fast.nan_to_num(), expected.nan_to_num())
+    assert not torch.equal(overwritten.nan_to_num(), logits.nan_to_num())  # the input was the workspace

@@ -51,6 +51,15 @@ def background_focal_sum(
     the excess added back linearly), log clamped at -100 for probabilities (as
     ``F.binary_cross_entropy``).
     """
+    return _background_focal_sum(class_scores, scores_are_probabilities, alpha, gamma, reuse_input=False)
+
+
+def _background_focal_sum(
+    class_scores: Tensor, scores_are_probabilities: bool, alpha: float, gamma: float, reuse_input: bool
+) -> Tensor:
+    """:func:`background_focal_sum`; with ``reuse_input`` (logits only) the [M, C] input, a temporary
+    of the caller, is overwritten with the overflow term instead of allocating a third [M, C] buffer
+    (same operations, same values)."""
     negative_weight = (1.0 - alpha) if alpha >= 0 else 1.0
     if scores_are_probabilities:
         probability = class_scores.clamp(0.0, 1.0)
@@ -61,8 +70,10 @@ def background_focal_sum(
         exponential = class_scores.clamp(max=30.0).exp_()  # [M, C]
         denominator = exponential + scalar_tensor(1.0, dtype)
         powered = exponential.div_(denominator)  # sigmoid(z)
-        excess = (class_scores - scalar_tensor(30.0, dtype)).clamp_(min=0.0)
-        negative_log = denominator.log_().add_(excess)
+        thirty = scalar_tensor(30.0, dtype)
+        excess = class_scores.sub_(thirty) if reuse_input else class_scores - thirty  # [M, C]
+        # (z - 30)^+ + log(1 + e^min(z, 30)) (the sum in either order: IEEE addition commutes)
+        negative_log = excess.clamp_(min=0.0).add_(denominator.log_())
         powered = powered.square_() if gamma == 2.0 else powered.pow_(gamma)
     summed = powered.mul_(negative_log).sum(dim=1)  # [M]
     return summed.mul_(scalar_tensor(negative_weight, summed.dtype))
@@ -303,8 +314,8 @@ def candidate_costs(
 
     def exact(indices: Tensor) -> Tensor:
         """[M] pre-positive indices -> [M] costs, with anchor_costs' operations."""
-        rows = scores.index_select(0, flat.index_select(0, indices)).float()  # [M, C]
-        background = background_focal_sum(rows, probabilities, focal_alpha, focal_gamma)
+        rows = scores.index_select(0, flat.index_select(0, indices)).float()  # [M, C], a temporary
+        background = _background_focal_sum(rows, probabilities, focal_alpha, focal_gamma, reuse_input=True)
         positive = label_positive.index_select(0, indices)
         negative = label_focal_term(
             label_scores.index_select(0, indices), 0.0, probabilities, focal_alpha, focal_gamma
