@@ -204,3 +204,147 @@ def test_check_schedule_and_iteration_cap_do_not_change_the_answer(first_check, 
         torch.testing.assert_close(getattr(fit, name), getattr(reference, name), rtol=0, atol=0)
     if max_iterations == 2:
         assert int(fit.num_iterations.max()) <= 2
+
+
+def _plain_em(
+    vector: np.ndarray, max_iterations: int = 100, tolerance: float = 1e-3, reg_covar: float = 1e-6
+):
+    """One row's EM written out the textbook way (float64, explicit log-sum-exp bound), with the
+    batched loop's variance rule max(E[x^2] + reg - mu^2, reg): the oracle for the sigmoid E-step,
+    the per-check bounds and the phantom sample of ``fit_rows``."""
+    # On the samples shifted by their minimum, as fit_rows (EM is shift-equivariant; unshifted,
+    # E[x^2] - mu^2 loses digits that matter next to reg_covar).
+    offset = float(np.min(vector))
+    x = np.asarray(vector, dtype=np.float64) - offset
+    eps10 = 10.0 * np.finfo(np.float64).eps
+    means, variances, weights = np.array([x.min(), x.max()]), np.ones(2), np.full(2, 0.5)
+
+    def weighted_log_prob(means, variances, weights):
+        return np.log(weights) - 0.5 * (np.log(2 * np.pi * variances) + (x[:, None] - means) ** 2 / variances)
+
+    previous, converged, iterations = -np.inf, False, 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 (n_iter_ after the loop)
+        log_prob = weighted_log_prob(means, variances, weights)
+        log_norm = np.logaddexp(log_prob[:, 0], log_prob[:, 1])
+        bound = log_norm.mean()
+        resp = np.exp(log_prob - log_norm[:, None])
+        mass = resp.sum(axis=0) + eps10
+        means = (resp * x[:, None]).sum(axis=0) / mass
+        variances = np.maximum((resp * x[:, None] ** 2).sum(axis=0) / mass + reg_covar - means**2, reg_covar)
+        weights = mass / mass.sum()
+        if abs(bound - previous) < tolerance:
+            converged = True
+            break
+        previous = bound
+    log_prob = weighted_log_prob(means, variances, weights)
+    component = (log_prob[:, 1] > log_prob[:, 0]).astype(np.int64)
+    density = np.logaddexp(log_prob[:, 0], log_prob[:, 1])
+    return iterations, converged, component, density, means + offset, variances, weights
+
+
+def _edge_rows(rng: np.random.Generator) -> list[np.ndarray]:
+    return [
+        np.array([4.0]),  # one value
+        np.array([1.0, 1.0]),  # two equal values
+        np.array([0.3, 2.0]),  # two values
+        np.full(9, 1.7),  # all equal
+        np.array([0.0, 0.0, 100.0, 100.0 + 1e-3]),  # far apart, variances near reg_covar: r underflows to 0
+        np.concatenate([rng.normal(0.5, 1e-4, 6), rng.normal(50.0, 1e-4, 6)]),  # far, tight clusters
+        np.linspace(1e-7, 3e-7, 20),  # tiny scale
+        np.array([0.5, 0.5, 0.5, 3.0, 3.0, 3.0]),  # ties within both components
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_plain_em_iteration_by_iteration(seed):
+    rng = np.random.default_rng(seed)
+    vectors = [_random_vector(rng, index % 6).astype(np.float64) for index in range(120)] + _edge_rows(rng)
+    values, mask = _rows(vectors, width=48)
+    # Masked entries may hold anything (NaN, inf, huge values) and take no part.
+    garbage = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30], dtype=values.dtype)
+    values[~mask] = garbage.repeat(values.numel())[: int((~mask).sum())]
+    fit = fit_two_component_gmm(values, mask)
+    for row, vector in enumerate(vectors):
+        iterations, converged, component, density, means, variances, weights = _plain_em(vector)
+        width = len(vector)
+        assert int(fit.num_iterations[row]) == iterations, (row, vector)
+        assert bool(fit.converged[row]) == converged, row
+        if float(vector.max() - vector.min()) >= 1e-3:  # collapsed rows: labels decided by rounding
+            assert fit.component[row, :width].tolist() == component.tolist(), (row, vector)
+        # Variances near reg_covar carry the cancellation error of E[x^2] - mu^2 (~1e-16 * x^2 / reg).
+        torch.testing.assert_close(fit.means[row], torch.from_numpy(means), rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(fit.weights[row], torch.from_numpy(weights), rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(fit.variances[row], torch.from_numpy(variances), rtol=1e-5, atol=0)
+        torch.testing.assert_close(
+            fit.log_density[row, :width], torch.from_numpy(density), rtol=1e-5, atol=1e-5
+        )
+        assert torch.isinf(fit.log_density[row, width:]).all()
+    # All-equal rows: both components coincide exactly (exact coefficient differences): ties -> 0.
+    assert fit.component[123, :9].tolist() == [0] * 9
+
+
+def test_coefficient_differences_are_exact():
+    # The E-step's [10, 10] product must give u_0 - u_1 and u_1 - u_0 exactly, and exactly 0 for
+    # equal components (otherwise the tie rule "component 0" would be decided by rounding).
+    from ladet.assign.gmm import _EMConstants
+
+    constants = _EMConstants(torch.zeros(1, dtype=torch.float64), 1e-6)
+    u = torch.randn(64, 10, dtype=torch.float64) * torch.logspace(-8, 8, 64, dtype=torch.float64)[:, None]
+    u[::3, 5:] = u[::3, :5]  # equal components
+    differences = u @ constants.difference_matrix
+    assert torch.equal(differences[:, :5], u[:, :5] - u[:, 5:])
+    assert torch.equal(differences[:, 5:], u[:, 5:] - u[:, :5])
+    assert (differences[::3] == 0).all()
+    torch.testing.assert_close(constants.moment_offsets, torch.tensor([1e-6, 0.0], dtype=torch.float64))
+
+
+def test_bound_sums_match_log_sum_exp_of_the_recorded_coefficients():
+    # _bound_sums evaluates (l_0 + l_1) / 2 + |d| / 2 - log max_k r_k; compare with the direct
+    # log-sum-exp of the quadratic l_k of every recorded step (up to one constant per row).
+    from ladet.assign import gmm
+
+    rng = np.random.default_rng(3)
+    vectors = [_random_vector(rng, index % 6).astype(np.float64) for index in range(30)] + _edge_rows(rng)[1:]
+    values, mask = _rows(vectors)
+    row_min = torch.where(mask, values, float("inf")).amin(dim=1, keepdim=True)
+    shifted = torch.where(mask, values - row_min, 0.0)
+    count = mask.sum(dim=1).to(torch.float64)
+    data = gmm._row_data(mask, shifted, count, 1e-3)
+    start = gmm._initial_coefficients(count, shifted.amax(dim=1))
+    constants = gmm._EMConstants(shifted, 1e-6)
+    steps = 6
+    work = gmm._EMWorkspace(data, start, shifted.new_full((1, len(vectors)), -math.inf), steps, constants)
+    gmm._em_iterations(work, steps, 1e-6)
+    bounds = gmm._bound_sums(work, steps)  # [T, R]
+    e, b, c, log_n, log_v = work.coefficients[:steps].unbind(3)  # [T, R, 2] each
+    x = shifted[None, :, None, :]  # [1, R, 1, K]
+    log_prob = (log_n - 0.5 * (log_v + e))[..., None] + (b[..., None] + c[..., None] * x) * x  # [T, R, 2, K]
+    direct = torch.where(mask, torch.logsumexp(log_prob, dim=2), 0.0).sum(dim=2)  # [T, R]
+    assert torch.isfinite(bounds).all()
+    # Both sides round the quadratic's terms: compare to 1e-12 of their magnitude, per row.
+    terms = (log_n - 0.5 * (log_v + e)).abs()[..., None] + (b.abs()[..., None] + c.abs()[..., None] * x) * x
+    magnitude = torch.where(mask[:, None, :], terms, 0.0).sum(dim=3).amax(dim=2).amax(dim=0) + 1.0  # [R]
+    torch.testing.assert_close(
+        (bounds - bounds[0]) / magnitude, (direct - direct[0]) / magnitude, rtol=0, atol=1e-12
+    )
+    # The responsibilities are the softmax of the same l_k; masked and phantom samples get 1/2.
+    softmax = torch.softmax(log_prob, dim=2)
+    recorded = work.responsibilities[:steps, :, :, : shifted.shape[1]]  # without the phantom
+    torch.testing.assert_close(
+        torch.where(mask[:, None, :], recorded, 0.0), torch.where(mask[:, None, :], softmax, 0.0)
+    )
+    assert (work.responsibilities[:steps, :, :, -1] == 0.5).all()
+    assert (torch.where(mask[:, None, :], 0.5, recorded) == 0.5).all()
+
+
+def test_no_fitted_rows_and_iteration_cap_zero():
+    # Every row empty (nothing to fit) and max_iterations = 0: defaults, no iteration, no failure.
+    values = torch.full((3, 5), float("nan"), dtype=torch.float64)
+    fit = fit_two_component_gmm(values, torch.zeros(3, 5, dtype=torch.bool))
+    assert fit.num_iterations.tolist() == [0, 0, 0] and not fit.converged.any()
+    assert torch.isinf(fit.log_density).all() and (fit.component == 0).all()
+    rows = [np.array([0.5, 0.6, 4.0, 4.1])]
+    values, mask = _rows(rows)
+    fit = fit_two_component_gmm(values, mask, max_iterations=0)
+    assert fit.num_iterations.tolist() == [0] and not fit.converged.any()
+    assert torch.isfinite(fit.means).all() and torch.isfinite(fit.log_density[mask]).all()

@@ -287,7 +287,7 @@ def _em_iterations(work: _EMWorkspace, num_steps: int, reg_covar: float) -> None
         torch.mm(coefficients, difference_matrix, out=coefficient_differences)  # [R, 10]
         torch.bmm(difference_pairs, basis, out=differences)  # [R, 2, S]
         torch.sigmoid(differences, out=responsibilities)
-        # M-step: (sum r, sum r x^2, sum r x, 0, 0, -1/2, 0) per component (phantom: n += 10 eps).
+        # M-step: (sum r, sum r x^2, sum r x, 0, 0, -1/2) per component (phantom: n += 10 eps).
         torch.bmm(responsibilities, features_by_sample, out=statistics)  # [R, 2, 6]
         torch.addcdiv(moment_offsets, moment_sums, mass, out=moments)  # E[x^2] + reg, mu
         torch.addcmul(mean_square, mean, mean, value=-1.0, out=variance)
@@ -380,7 +380,7 @@ def fit_rows(
     # Records of every fitted row, written when the row leaves the working set: the E-step
     # responsibilities of its kept step (its statistics are recomputed from them at the end) and
     # its stop, the 0-based iteration at which it converged (== the iterations done if it did not).
-    kept_responsibilities = shifted.new_zeros((num_fitted, 2, samples))
+    kept_responsibilities = shifted.new_full((num_fitted, 2, samples), 0.5)  # finite even if never set
     row_stop = torch.zeros(num_fitted, dtype=torch.long, device=device)
     # Working set: the rows still iterating, as indices into the R fitted rows, with their records.
     # Every ``check_every`` iterations each row's first converged step is found and recorded;
