@@ -201,9 +201,10 @@ def _box_term(
     else:
         scaled = deltas.mul_(deltas.new_tensor(box_coder.stds)[:, None])  # [4, P]
     scaled_size = scaled[2:].clamp_(min=-box_coder.max_log_ratio, max=box_coder.max_log_ratio)  # (dw, dh)
-    anchor_size = anchors[2:] - anchors[:2]  # [2, P] (width, height)
+    # (in place in the gathered anchors: (x2, y2) become the size, (x1, y1) the centre)
+    anchor_size = anchors[2:].sub_(anchors[:2])  # [2, P] (width, height)
     anchor_half_size = scalar_tensor(0.5, anchor_size.dtype) * anchor_size
-    centre = (anchors[:2] + anchor_half_size).add_(anchor_size.mul_(scaled[:2]))  # [2, P]
+    centre = anchors[:2].add_(anchor_half_size).add_(anchor_size.mul_(scaled[:2]))  # [2, P]
     half_size = anchor_half_size.mul_(scaled_size.exp_())  # [2, P]
     top_left, bottom_right = corners.unbind(0)  # [4, 2, P] each
     torch.sub(centre, half_size, out=top_left[0])
@@ -224,15 +225,21 @@ def _box_term(
     prediction, ground_truth = corners[:, 0], corners[:, 1]  # [side, axis, P]
     torch.maximum(prediction, ground_truth, out=maxima)
     torch.minimum(prediction, ground_truth, out=minima)
-    sizes = (bottom_right - top_left).clamp_(min=0)  # [4, 2, P]
-    areas = sizes[:, 0] * sizes[:, 1]  # [4, P] (prediction, GT, overlap, enclosing)
+    # Widths / heights written over the top-left corners (no longer needed): no new [4, 2, P] buffer.
+    sizes = torch.sub(bottom_right, top_left, out=top_left).clamp_(min=0)  # [4, 2, P]
+    areas = torch.mul(
+        sizes[:, 0], sizes[:, 1], out=bottom_right[:, 0]
+    )  # [4, P] (prediction, GT, overlap, enclosing)
     prediction_area, gt_area, overlap, enclosing = areas.unbind(0)
     eps = 1e-6  # aligned_giou's default
     union = (prediction_area + gt_area).sub_(overlap).clamp_(min=eps)
     iou = overlap / union
     enclosing = enclosing.clamp_(min=eps)
     giou = iou.sub_((enclosing - union).div_(enclosing))
-    return scalar_tensor(box_weight, giou.dtype) * (scalar_tensor(1.0, giou.dtype) - giou)
+    # box_weight * (1 - GIoU), in place (the product commutes)
+    return torch.sub(scalar_tensor(1.0, giou.dtype), giou, out=giou).mul_(
+        scalar_tensor(box_weight, giou.dtype)
+    )
 
 
 @torch.no_grad()
