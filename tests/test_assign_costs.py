@@ -259,3 +259,18 @@ def test_background_focal_sum_reusing_its_input_gives_the_same_values():
     assert torch.equal(fast.isnan(), expected.isnan())
     assert torch.equal(fast.nan_to_num(), expected.nan_to_num())
     assert not torch.equal(overwritten.nan_to_num(), logits.nan_to_num())  # the input was the workspace
+
+
+@pytest.mark.parametrize("probabilities", [False, True])
+@pytest.mark.parametrize("target", [1.0, 0.0])
+def test_label_focal_term_leaves_its_input_untouched(probabilities, target):
+    # (its in-place products work on its own intermediates only)
+    from ladet.assign.costs import label_focal_term
+
+    generator = torch.Generator().manual_seed(12)
+    scores = torch.randn(500, generator=generator) * 4.0
+    if probabilities:
+        scores = torch.sigmoid(scores)
+    before = scores.clone()
+    label_focal_term(scores, target, probabilities)
+    assert torch.equal(scores, before)

@@ -108,14 +108,26 @@ def label_focal_term(
         # constant t in {0, 1} the factor 1 - t is exactly 0 or 1 (and 1 * z = z), so the same
         # value in two passes instead of five, without the target tensor (tested bit for bit,
         # sign of zero included, against the library call).
-        weighted = label_scores * scalar_tensor(0.0, label_scores.dtype) if target == 1.0 else label_scores
-        cross_entropy = weighted - F.logsigmoid(label_scores)
-    # 1 - p_t, written as focal_loss evaluates it: (1 - p) for t = 1, 1 - (1 - p) for t = 0.
+        # (z - log_sigmoid(z) as -log_sigmoid(z) + z: x - y = (-y) + x exactly)
+        if target == 1.0:
+            cross_entropy = (label_scores * scalar_tensor(0.0, label_scores.dtype)).sub_(
+                F.logsigmoid(label_scores)
+            )
+        else:
+            cross_entropy = F.logsigmoid(label_scores).neg_().add_(label_scores)
+    # 1 - p_t, written as focal_loss evaluates it: (1 - p) for t = 1, 1 - (1 - p) for t = 0; as
+    # (-p) + 1 in place where p is this function's own sigmoid (1 - p = (-p) + 1 exactly).
     one = scalar_tensor(1.0, probability.dtype)
-    complement = one - probability if target == 1.0 else one - (one - probability)
-    loss = cross_entropy * complement**gamma
+    if scores_are_probabilities:  # (probability may be the caller's tensor: not overwritten)
+        complement = one - probability if target == 1.0 else one - (one - probability)
+    else:
+        complement = probability.neg_().add_(one)
+        if target != 1.0:
+            complement = complement.neg_().add_(one)
+    # The intermediates are this function's own: the products are taken in place.
+    loss = cross_entropy.mul_(complement.pow_(gamma))
     if alpha >= 0:
-        loss = loss * scalar_tensor(alpha if target == 1.0 else 1 - alpha, loss.dtype)
+        loss = loss.mul_(scalar_tensor(alpha if target == 1.0 else 1 - alpha, loss.dtype))
     return loss
 
 
