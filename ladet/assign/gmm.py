@@ -385,17 +385,22 @@ def fit_rows(
     # Working set: the rows still iterating, as indices into the R fitted rows, with their records.
     # Every ``check_every`` iterations each row's first converged step is found and recorded;
     # finished rows keep iterating (harmlessly: rows are independent) until enough of them have
-    # finished, then the working set shrinks to the unfinished rows (see _MIN_ROWS_TO_DROP). One
-    # workspace serves chunks of any length up to ``max_steps`` (a prefix of its records) until the
-    # working set shrinks.
+    # finished, then the working set shrinks to the unfinished rows (see _MIN_ROWS_TO_DROP). A
+    # workspace serves chunks of any length up to its T (a prefix of its records); the first one is
+    # made for ``first_check`` iterations only (most rows finish there, then the set shrinks).
     active = torch.arange(num_fitted, device=device)
     active_kept, active_stop = kept_responsibilities, row_stop
     max_steps = min(max(first_check, check_every), max_iterations)
     constants = _EMConstants(shifted, reg_covar)
-    work = _EMWorkspace(all_rows, start, shifted.new_full((1, num_fitted), -math.inf), max_steps, constants)
+    first_steps = max(min(first_check, max_iterations), 1)
+    work = _EMWorkspace(all_rows, start, shifted.new_full((1, num_fitted), -math.inf), first_steps, constants)
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
+        if steps > work.num_steps:  # the same rows, longer chunks
+            work = _EMWorkspace(
+                work.data, work.coefficients.select(0, 0), work.previous_bound, max_steps, constants
+            )
         _em_iterations(work, steps, reg_covar)
         # |change of the bound sum| < tolerance * count is sklearn's test on the mean. The first
         # converged step is the first 1 of ``stopped``, whose row ``steps`` is a sentinel 1 for rows
@@ -404,7 +409,7 @@ def fit_rows(
         changes = torch.diff(sums, dim=0, prepend=work.previous_bound).abs_()  # [T', R']
         stopped = work.stopped.narrow(0, 0, steps + 1)
         torch.lt(changes, work.data.tolerance_times_count, out=stopped.narrow(0, 0, steps))
-        if steps < max_steps:
+        if steps < work.num_steps:
             stopped.select(0, steps).fill_(1)
         first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
         kept_step = torch.clamp(first_stop, max=steps - 1)  # the step whose M-step the row keeps
@@ -427,8 +432,9 @@ def fit_rows(
             row_stop.index_copy_(0, active, active_stop)
             keep = torch.nonzero(unfinished).flatten()
             active = active.index_select(0, keep)
-            active_kept = active_kept.index_select(0, keep)
             active_stop = active_stop.index_select(0, keep)
+            # Unfinished rows have no kept record yet: any [R', 2, S] buffer (the next check fills it).
+            active_kept = active_kept.narrow(0, 0, remaining)
             work = _EMWorkspace(
                 work.data.select(keep),
                 work.coefficients.select(0, 0).index_select(0, keep),
