@@ -274,3 +274,35 @@ def test_label_focal_term_leaves_its_input_untouched(probabilities, target):
     before = scores.clone()
     label_focal_term(scores, target, probabilities)
     assert torch.equal(scores, before)
+
+
+def test_box_term_with_half_precision_deltas_and_double_anchors():
+    # The gathers into the fp32 corner buffer cast like ``.float()`` does.
+    from ladet.assign.costs import _box_term
+    from ladet.boxes import aligned_giou
+    from ladet.models.anchors import AnchorGrid
+
+    outputs, grid, valid, boxes, labels = _random_outputs(4, False, 1.0, 0.0)
+    pre = pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
+    num_anchors = outputs.box_deltas.shape[1]
+    flat = pre.image_index * num_anchors + pre.anchor_index
+    half = HeadOutputs(
+        class_scores=outputs.class_scores,
+        box_deltas=outputs.box_deltas.half(),
+        iou_logits=None,
+        level_sizes=outputs.level_sizes,
+        class_scores_are_probabilities=False,
+    )
+    double_grid = AnchorGrid(
+        anchors=grid.anchors.double(),
+        level_index=grid.level_index,
+        num_per_level=grid.num_per_level,
+        level_sizes=grid.level_sizes,
+        strides=grid.strides,
+    )
+    deltas = half.box_deltas.reshape(-1, 4)[flat].float()
+    anchors = double_grid.anchors[pre.anchor_index].float()
+    expected = 1.3 * (1.0 - aligned_giou(DeltaBoxCoder().decode(anchors, deltas), pre.box_targets))
+    fast = _box_term(half, double_grid, DeltaBoxCoder(), pre, flat, 1.3)
+    assert fast.dtype == torch.float32 and pre.num_pre_positives > 20
+    assert torch.equal(fast, expected)

@@ -167,6 +167,13 @@ def _gather_coordinate_major(rows: Tensor, index: Tensor) -> Tensor:
     return torch.gather(rows.t(), 1, index.expand(rows.shape[1], -1))
 
 
+def _gather_coordinate_major_into(out: Tensor, rows: Tensor, index: Tensor) -> Tensor:
+    """:func:`_gather_coordinate_major` written into ``out`` ([4, P], contiguous), cast to its dtype."""
+    if rows.dtype == out.dtype:
+        return torch.gather(rows.t(), 1, index.expand(rows.shape[1], -1), out=out)
+    return out.copy_(_gather_coordinate_major(rows, index))
+
+
 def _box_term(
     outputs: HeadOutputs,
     grid: _HasAnchors,
@@ -193,13 +200,19 @@ def _box_term(
         return box_weight * (1.0 - aligned_giou(decoded, pre.box_targets.float()))
     assert isinstance(box_coder, DeltaBoxCoder)
     num_boxes = flat.shape[0]
-    deltas = _gather_coordinate_major(box_deltas, flat).float()  # [4, P] (dx, dy, dw, dh)
-    anchors = _gather_coordinate_major(grid.anchors, pre.anchor_index).float()  # [4, P] (x1, y1, x2, y2)
     # corners[side, box, axis, P]: side 0 = top-left, 1 = bottom-right; box 0 = decoded prediction,
     # 1 = GT, 2 and 3 = intersection and enclosing box. One buffer, so that the widths / heights of
     # all four boxes come out of one subtraction and the four corner maxima / minima of the GIoU
     # out of two calls (see below).
-    corners = deltas.new_empty((2, 4, 2, num_boxes))
+    corners = torch.empty((2, 4, 2, num_boxes), dtype=torch.float32, device=flat.device)
+    # The deltas and the anchors are gathered into the intersection / enclosing slots (a contiguous
+    # [4, P] block per side), which the decode has consumed by the time the GIoU writes them.
+    deltas = _gather_coordinate_major_into(
+        corners[0, 2:].view(4, num_boxes), box_deltas, flat
+    )  # (dx, dy, dw, dh)
+    anchors = _gather_coordinate_major_into(
+        corners[1, 2:].view(4, num_boxes), grid.anchors, pre.anchor_index
+    )  # [4, P] (x1, y1, x2, y2)
     # GT corners: [P, 4] viewed as [side, axis, P] (a strided view) and copied into the buffer
     # (this 3-d copy runs ~4x faster than the 2-d transposing copy of ``.t().contiguous()``).
     corners[:, 1].copy_(pre.box_targets.reshape(-1, 2, 2).permute(1, 2, 0))
