@@ -173,13 +173,12 @@ def _bucket_prefilter(
     # Halved values: no difference of two finite values can overflow.
     halves = values * scalar_tensor(0.5, values.dtype)  # [M]
     # Range of the finite values of each segment: +-inf are moved out of the way of amin / amax.
+    # (The [M] temporaries share two buffers: halves and workspace.)
+    workspace = torch.nan_to_num(halves, posinf=float("inf"), neginf=float("inf"))  # [M]
     low = torch.full((num_segments,), float("inf"), dtype=values.dtype, device=values.device)
-    low.scatter_reduce_(
-        0, segment, halves.nan_to_num(posinf=float("inf"), neginf=float("inf")), reduce="amin"
-    )
-    high = torch.full_like(low, -float("inf")).scatter_reduce_(
-        0, segment, halves.nan_to_num(posinf=-float("inf"), neginf=-float("inf")), reduce="amax"
-    )
+    low.scatter_reduce_(0, segment, workspace, reduce="amin")
+    torch.nan_to_num(halves, posinf=-float("inf"), neginf=-float("inf"), out=workspace)
+    high = torch.full_like(low, -float("inf")).scatter_reduce_(0, segment, workspace, reduce="amax")
     low = low.nan_to_num_(posinf=0.0)  # [S], 0 without finite values (low is finite or +inf)
     # [S]: at least the smallest normal number (-inf for segments without finite values), so that
     # the division below (a multiplication by the reciprocal) never sees 1 / subnormal = inf.
@@ -188,17 +187,21 @@ def _bucket_prefilter(
     # finite values land in [0, buckets - 1] (+ rounding), +inf in +inf, -inf in -inf.
     scale = spread.reciprocal_().mul_(scalar_tensor(num_buckets - 1.0, values.dtype))
     scale = scale.clamp_(min=info.tiny, max=info.max)  # [S]
-    position = (halves - low.index_select(0, segment)).mul_(scale.index_select(0, segment))
+    position = torch.sub(halves, torch.index_select(low, 0, segment, out=workspace), out=workspace)
+    position = position.mul_(torch.index_select(scale, 0, segment, out=halves))  # [M]
     width = num_buckets + 1
     # -inf goes to bucket 0, +inf to the extra last bucket; floor of a non-negative number.
     bucket = position.clamp_(0.0, num_buckets).long()  # [M]
+    key = bucket.add_(segment, alpha=width)  # [M] segment * width + bucket
     # Counts per (segment, bucket): an index_add_ of ones (bincount would also find the maximum
     # key first, a host sync on CUDA).
     counts = torch.zeros(num_segments * width, dtype=torch.long, device=segment.device)
-    counts.index_add_(0, torch.add(bucket, segment, alpha=width), _ones_like_index(segment))
+    counts.index_add_(0, key, _ones_like_index(segment))
     cumulative = counts.view(num_segments, width).cumsum(dim=1)  # [S, width], ascending rows
     # Last bucket needed per segment: the number of buckets whose cumulative count is still < k,
     # i.e. the first position where it reaches k (a binary search per row; width if never).
     target = torch.full((num_segments, 1), topk, dtype=torch.long, device=segment.device)
     last = torch.searchsorted(cumulative, target).view(num_segments)  # [S]
-    return torch.nonzero(bucket <= last.index_select(0, segment)).flatten()  # host sync
+    # bucket <= last[segment], compared in key space: key <= segment * width + last[segment].
+    limit = torch.arange(0, num_segments * width, width, device=segment.device).add_(last)  # [S]
+    return torch.nonzero(key <= limit.index_select(0, segment)).flatten()  # host sync
