@@ -367,12 +367,16 @@ def fit_rows(
     count = mask.sum(dim=1)  # [G]
     # Only the rows with values are fitted (R of them).
     rows = torch.nonzero(count).flatten()  # [R] (host sync)
-    row_mask = mask.index_select(0, rows)  # [R, K]
-    row_values = values64.index_select(0, rows)
+    if rows.shape[0] == values.shape[0]:  # every row has values (PAA's usual case): no gather
+        row_mask, row_values, row_count = mask, values64, count
+    else:
+        row_mask = mask.index_select(0, rows)  # [R, K]
+        row_values = values64.index_select(0, rows)
+        row_count = count.index_select(0, rows)
+    row_count = row_count.to(torch.float64)
     # Shift every row by its minimum (EM is shift-equivariant; see the module docstring).
     row_min = torch.where(row_mask, row_values, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
     shifted = torch.where(row_mask, row_values - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
-    row_count = count.index_select(0, rows).to(torch.float64)
     all_rows = _row_data(row_mask, shifted, row_count, tolerance)
     start = _initial_coefficients(row_count, shifted.amax(dim=1))
 
