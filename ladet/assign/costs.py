@@ -228,10 +228,11 @@ def _box_term(
     scaled_size = scaled[2:].clamp_(min=-box_coder.max_log_ratio, max=box_coder.max_log_ratio)  # (dw, dh)
     # (in place in the gathered anchors: (x2, y2) become the size, (x1, y1) the centre)
     anchor_size = anchors[2:].sub_(anchors[:2])  # [2, P] (width, height)
-    anchor_half_size = scalar_tensor(0.5, anchor_size.dtype) * anchor_size
+    top_left, bottom_right = corners.unbind(0)  # [4, 2, P] each
+    # (the half size lives in the prediction's bottom-right slot, which the last addition overwrites)
+    anchor_half_size = torch.mul(scalar_tensor(0.5, anchor_size.dtype), anchor_size, out=bottom_right[0])
     centre = anchors[:2].add_(anchor_half_size).add_(anchor_size.mul_(scaled[:2]))  # [2, P]
     half_size = anchor_half_size.mul_(scaled_size.exp_())  # [2, P]
-    top_left, bottom_right = corners.unbind(0)  # [4, 2, P] each
     torch.sub(centre, half_size, out=top_left[0])
     torch.add(centre, half_size, out=bottom_right[0])
     # -- GIoU (ladet.boxes.aligned_giou) --
@@ -257,10 +258,11 @@ def _box_term(
     )  # [4, P] (prediction, GT, overlap, enclosing)
     prediction_area, gt_area, overlap, enclosing = areas.unbind(0)
     eps = 1e-6  # aligned_giou's default
-    union = (prediction_area + gt_area).sub_(overlap).clamp_(min=eps)
-    iou = overlap / union
+    # (each [P] result over an area row that is no longer needed)
+    union = torch.add(prediction_area, gt_area, out=prediction_area).sub_(overlap).clamp_(min=eps)
+    iou = torch.div(overlap, union, out=gt_area)
     enclosing = enclosing.clamp_(min=eps)
-    giou = iou.sub_((enclosing - union).div_(enclosing))
+    giou = iou.sub_(torch.sub(enclosing, union, out=overlap).div_(enclosing))
     # box_weight * (1 - GIoU), in place (the product commutes)
     return torch.sub(scalar_tensor(1.0, giou.dtype), giou, out=giou).mul_(
         scalar_tensor(box_weight, giou.dtype)
@@ -352,7 +354,8 @@ def candidate_costs(
         negative = label_focal_term(
             label_scores.index_select(0, indices), 0.0, probabilities, focal_alpha, focal_gamma
         )
-        return (background + (positive - negative)) + box_term.index_select(0, indices)
+        # (background + (positive - negative)) + box, in the fresh [M] buffers
+        return background.add_(positive.sub_(negative)).add_(box_term.index_select(0, indices))
 
     costs = torch.full_like(lower, float("inf"))
     # The first set needs no order: any set holding min(topk, size) members of every segment gives
