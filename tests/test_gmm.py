@@ -310,12 +310,13 @@ def test_bound_sums_match_log_sum_exp_of_the_recorded_coefficients():
     shifted = torch.where(mask, values - row_min, 0.0)
     count = mask.sum(dim=1).to(torch.float64)
     data = gmm._row_data(mask, shifted, count, 1e-3)
-    start = gmm._initial_coefficients(count, shifted.amax(dim=1))
     constants = gmm._EMConstants(shifted, 1e-6)
     steps = 6
-    work = gmm._EMWorkspace(data, start, shifted.new_full((1, len(vectors)), -math.inf), steps, constants)
+    work = gmm._EMWorkspace(data, None, shifted.new_full((1, len(vectors)), -math.inf), steps, constants)
+    gmm._initial_coefficients(count, shifted.amax(dim=1), out=work.slots[0])
     gmm._em_iterations(work, steps, 1e-6)
     bounds = gmm._bound_sums(work, steps)  # [T, R]
+    assert torch.equal(gmm._bound_sums(work, 4), bounds[:4])  # a shorter chunk: a prefix of the records
     e, b, c, log_n, log_v = work.coefficients[:steps].unbind(3)  # [T, R, 2] each
     x = shifted[None, :, None, :]  # [1, R, 1, K]
     log_prob = (log_n - 0.5 * (log_v + e))[..., None] + (b[..., None] + c[..., None] * x) * x  # [T, R, 2, K]

@@ -208,14 +208,20 @@ class _EMWorkspace:
 
     Args:
         data: the working rows' :class:`_RowData`.
-        start: [R, 2, 5] E-step coefficients of the first iteration.
+        start: [R, 2, 5] E-step coefficients of the first iteration, or None: the caller writes
+            them into ``slots[0]`` (as [R, 10]).
         previous_bound: [1, R] bound sum of the iteration before the first one (-inf at the start).
         num_steps: T.
         constants: the fit's :class:`_EMConstants`.
     """
 
     def __init__(
-        self, data: _RowData, start: Tensor, previous_bound: Tensor, num_steps: int, constants: _EMConstants
+        self,
+        data: _RowData,
+        start: Tensor | None,
+        previous_bound: Tensor,
+        num_steps: int,
+        constants: _EMConstants,
     ) -> None:
         features = data.features
         num_rows, _, samples = features.shape
@@ -229,7 +235,8 @@ class _EMWorkspace:
         # t + 1: written by iteration t's M-step); differences[t] and responsibilities[t] are
         # iteration t's E-step.
         self.coefficients = features.new_empty((num_steps + 1, num_rows, 2, _NUM_COEFFICIENTS))
-        self.coefficients.select(0, 0).copy_(start)
+        if start is not None:
+            self.coefficients.select(0, 0).copy_(start)
         self.differences = features.new_empty((num_steps, num_rows, 2, samples))
         self.responsibilities = features.new_empty((num_steps, num_rows, 2, samples))
         # stopped[t]: the bound converged at step t; row t = T' of a T'-step chunk is a sentinel 1.
@@ -242,9 +249,9 @@ class _EMWorkspace:
         self.moment_sums = statistics.narrow(2, _SQUARE_SUM, 2)  # (sum r x^2, sum r x)
         self.mass = statistics.narrow(2, _MASS, 1)
         self.moments = statistics.narrow(2, _MEAN_SQUARE, 2)  # (E[x^2] + reg, mean)
-        self.mean = statistics.narrow(2, _MEAN, 1)  # single fields: [R, 2, 1]
-        self.mean_square = statistics.narrow(2, _MEAN_SQUARE, 1)
-        self.variance = statistics.narrow(2, _VARIANCE, 1)
+        fields = statistics.unbind(2)  # single fields, [R, 2] each
+        self.mean, self.mean_square, self.variance = fields[_MEAN], fields[_MEAN_SQUARE], fields[_VARIANCE]
+        self.variance_column = statistics.narrow(2, _VARIANCE, 1)  # [R, 2, 1]
         self.numerators = statistics.narrow(2, _MEAN_SQUARE, 3)  # (E[x^2] + reg, mean, -1/2)
         self.mass_and_variance = statistics.narrow(2, _MASS, 2)
         # (u_0 - u_1, u_1 - u_0), [R, 10] and [R, 2, 5].
@@ -252,7 +259,13 @@ class _EMWorkspace:
         self.difference_pairs = self.coefficient_differences.view(num_rows, 2, _NUM_COEFFICIENTS)
         self.flat_responsibilities = self.responsibilities.view(num_steps * num_rows, 2, samples)
         # [R, 10] u of every slot: slot t is read by iteration t, slot t + 1 written by it.
-        self.slots = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS).unbind(0)
+        flat_coefficients = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS)
+        self.slots = flat_coefficients.unbind(0)
+        # Views of the convergence check after a chunk of T iterations (shorter chunks narrow them).
+        self.stopped_steps = self.stopped.narrow(0, 0, num_steps)
+        self.step_coefficients = flat_coefficients.narrow(0, 0, num_steps)  # [T, R, 10]
+        self.step_responsibilities = self.responsibilities.unbind(2)  # ([T, R, S], [T, R, S])
+        self.step_differences = self.differences.select(2, 1)  # [T, R, S] d_1
         next_coefficients = self.coefficients.narrow(0, 1, num_steps)
         self.steps = list(
             zip(
@@ -279,7 +292,7 @@ def _em_iterations(work: _EMWorkspace, num_steps: int, reg_covar: float) -> None
     difference_matrix, moment_offsets = work.constants.difference_matrix, work.constants.moment_offsets
     statistics, moment_sums, mass, moments = work.statistics, work.moment_sums, work.mass, work.moments
     mean, mean_square = work.mean, work.mean_square
-    variance, numerators = work.variance, work.numerators
+    variance, variance_column, numerators = work.variance, work.variance_column, work.numerators
     mass_and_variance = work.mass_and_variance
     for coefficients, differences, responsibilities, ratios, logs in work.steps[:num_steps]:
         # E-step: d_k = l_k - l_{1-k} for both components, r_k = sigmoid(d_k). The coefficients are
@@ -293,7 +306,7 @@ def _em_iterations(work: _EMWorkspace, num_steps: int, reg_covar: float) -> None
         torch.addcmul(mean_square, mean, mean, value=-1.0, out=variance)
         variance.clamp_(min=reg_covar)  # v = max(E[x^2] + reg - mu^2, reg)
         # Next E-step's coefficients: (e, b, c) = (E[x^2] + reg, mu, -1/2) / v, then (log n, log v).
-        torch.div(numerators, variance, out=ratios)
+        torch.div(numerators, variance_column, out=ratios)
         torch.log(mass_and_variance, out=logs)
 
 
@@ -301,13 +314,16 @@ def _bound_sums(work: _EMWorkspace, num_steps: int) -> Tensor:
     """[T', R] bound sums of the first T' recorded steps: sum over the valid samples of
     log(e^l_0 + e^l_1), up to a per-row constant (the left-out constants, and log 2 per masked or
     phantom sample, whose responsibilities are 1/2)."""
-    flat_coefficients = work.coefficients.narrow(0, 0, num_steps).view(num_steps, work.num_rows, -1)
-    average = torch.linalg.vecdot(flat_coefficients, work.data.half_sample_sums)  # sum (l_0 + l_1) / 2
+    coefficients, differences = work.step_coefficients, work.step_differences  # [T, R, *]
+    first, second = work.step_responsibilities
+    if num_steps < work.num_steps:
+        coefficients, differences = coefficients.narrow(0, 0, num_steps), differences.narrow(0, 0, num_steps)
+        first, second = first.narrow(0, 0, num_steps), second.narrow(0, 0, num_steps)
+    average = torch.linalg.vecdot(coefficients, work.data.half_sample_sums)  # sum (l_0 + l_1) / 2
     # max_k r_k = sigmoid(|d|) is in [1/2, 1]: its log is accurate (log(1 + e^-|d|) = -log of it).
-    first, second = work.responsibilities.narrow(0, 0, num_steps).unbind(2)  # [T', R, S] each
     per_sample = torch.maximum(first, second).log_()
     # sum of 1/2 |l_1 - l_0| - log max_k r_k over the samples
-    spread = work.differences.narrow(0, 0, num_steps).select(2, 1).abs()
+    spread = differences.abs()
     return average.sub_(per_sample.sub_(spread, alpha=0.5).sum(dim=2))
 
 
@@ -333,8 +349,8 @@ class RowFit:
     converged: Tensor
 
 
-def _initial_coefficients(row_count: Tensor, row_range: Tensor) -> Tensor:
-    """[R] counts and ranges (max - min) -> [R, 2, 5] initial E-step coefficients u.
+def _initial_coefficients(row_count: Tensor, row_range: Tensor, out: Tensor) -> None:
+    """[R] counts and ranges (max - min) -> ``out`` [R, 10]: the initial E-step coefficients u.
 
     Initial parameters on the shifted samples: means (0, max - min), variances 1, weights 0.5,
     i.e. n_k = count / 2, so e = 1 + mu^2, b = mu, c = -1/2, log n = log(count / 2), log v = 0.
@@ -344,7 +360,7 @@ def _initial_coefficients(row_count: Tensor, row_range: Tensor) -> Tensor:
     ones, minus_half = zeros + 1.0, zeros - 0.5
     first = [ones, zeros, minus_half, half_log_mass, zeros]
     second = [torch.addcmul(ones, row_range, row_range), row_range, minus_half, half_log_mass, zeros]
-    return torch.stack(first + second, dim=1).view(-1, 2, _NUM_COEFFICIENTS)
+    torch.stack(first + second, dim=1, out=out)
 
 
 def fit_rows(
@@ -378,7 +394,6 @@ def fit_rows(
     row_min = torch.where(row_mask, row_values, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
     shifted = torch.where(row_mask, row_values - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
     all_rows = _row_data(row_mask, shifted, row_count, tolerance)
-    start = _initial_coefficients(row_count, shifted.amax(dim=1))
 
     num_fitted, samples = rows.shape[0], shifted.shape[1] + 1
     # Records of every fitted row, written when the row leaves the working set: the E-step
@@ -397,7 +412,8 @@ def fit_rows(
     max_steps = min(max(first_check, check_every), max_iterations)
     constants = _EMConstants(shifted, reg_covar)
     first_steps = max(min(first_check, max_iterations), 1)
-    work = _EMWorkspace(all_rows, start, shifted.new_full((1, num_fitted), -math.inf), first_steps, constants)
+    work = _EMWorkspace(all_rows, None, shifted.new_full((1, num_fitted), -math.inf), first_steps, constants)
+    _initial_coefficients(row_count, shifted.amax(dim=1), out=work.slots[0])
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
@@ -411,10 +427,13 @@ def fit_rows(
         # that did not converge in this chunk (the last row is never written; shorter chunks set theirs).
         sums = _bound_sums(work, steps)  # [T', R']
         changes = torch.diff(sums, dim=0, prepend=work.previous_bound).abs_()  # [T', R']
-        stopped = work.stopped.narrow(0, 0, steps + 1)
-        torch.lt(changes, work.data.tolerance_times_count, out=stopped.narrow(0, 0, steps))
-        if steps < work.num_steps:
+        if steps == work.num_steps:
+            stopped, stopped_steps = work.stopped, work.stopped_steps
+        else:  # a shorter chunk: its own sentinel row
+            stopped = work.stopped.narrow(0, 0, steps + 1)
+            stopped_steps = stopped.narrow(0, 0, steps)
             stopped.select(0, steps).fill_(1)
+        torch.lt(changes, work.data.tolerance_times_count, out=stopped_steps)
         first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
         kept_step = torch.clamp(first_stop, max=steps - 1)  # the step whose M-step the row keeps
         kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [T * R']
@@ -439,13 +458,11 @@ def fit_rows(
             active_stop = active_stop.index_select(0, keep)
             # Unfinished rows have no kept record yet: any [R', 2, S] buffer (the next check fills it).
             active_kept = active_kept.narrow(0, 0, remaining)
-            work = _EMWorkspace(
-                work.data.select(keep),
-                work.coefficients.select(0, 0).index_select(0, keep),
-                work.previous_bound.index_select(1, keep),
-                max_steps,
-                constants,
+            shrunk = _EMWorkspace(
+                work.data.select(keep), None, work.previous_bound.index_select(1, keep), max_steps, constants
             )
+            torch.index_select(work.slots[0], 0, keep, out=shrunk.slots[0])
+            work = shrunk
     if active.shape[0] != num_fitted:
         kept_responsibilities.index_copy_(0, active, active_kept)
         row_stop.index_copy_(0, active, active_stop)
