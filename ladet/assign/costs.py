@@ -120,6 +120,10 @@ def label_focal_term(
     one = scalar_tensor(1.0, probability.dtype)
     if scores_are_probabilities:  # (probability may be the caller's tensor: not overwritten)
         complement = one - probability if target == 1.0 else one - (one - probability)
+    elif isinstance(one, Tensor):  # (float32 / float64: one - p straight into p's buffer)
+        complement = torch.sub(one, probability, out=probability)
+        if target != 1.0:
+            complement = torch.sub(one, complement, out=complement)
     else:
         complement = probability.neg_().add_(one)
         if target != 1.0:
