@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from ladet.data.transforms import (
     DetectionTransform,
     compute_resize_size,
     flip_boxes_horizontally,
+    image_to_tensor,
     prepare_image_for_inference,
     resize_image,
     sample_generator,
@@ -137,3 +140,13 @@ def test_prepare_image_for_inference_accepts_every_input(tmp_path) -> None:
         torch.testing.assert_close(prepare_image_for_inference(other, config)["image"], from_array["image"])
     with pytest.raises(ValueError, match="missing.png"):
         prepare_image_for_inference(tmp_path / "missing.png", config)
+
+
+def test_image_to_tensor_accepts_a_read_only_array_without_warning() -> None:
+    array = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    array.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = image_to_tensor(array)
+    assert tensor.shape == (3, 4, 5) and tensor.dtype == torch.float32
+    assert torch.equal(tensor, torch.from_numpy(array.copy()).permute(2, 0, 1).float())

@@ -128,7 +128,10 @@ def image_to_tensor(image: Image.Image | np.ndarray | Tensor) -> Tensor:
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] RGB array, got shape {tuple(image.shape)}")
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        # A read-only array (e.g. np.asarray of a PIL image, a memory map) is copied first:
+        # torch.from_numpy warns on arrays it cannot write to.
+        writable = image if image.flags.writeable else image.copy()
+        return torch.from_numpy(np.ascontiguousarray(writable)).permute(2, 0, 1).float()
     if isinstance(image, Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"expected a [3, H, W] RGB tensor, got shape {tuple(image.shape)}")
