@@ -329,3 +329,98 @@ def test_candidate_rows_match_a_per_gt_loop_with_non_finite_costs_and_ties(dtype
             assert rows.pre_index[gt, :count].tolist() == expected, trial
             assert rows.costs[gt, :count].tolist() == [float(costs[i]) for i in expected], trial
             assert not rows.mask[gt, count:].any() and (rows.costs[gt, count:] == float("inf")).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tiebreak_bound", [None, 2**40])
+def test_order_with_tiebreak_matches_python_sorted(dtype, tiebreak_bound):
+    # (primary, value, tiebreak) whatever the input order: the packed key (float32, small bounds) and
+    # the fallback (float64, or a tiebreak range too wide to pack); ties, signed zeros, +-inf.
+    from ladet.assign.segments import order_with_tiebreak
+
+    generator = torch.Generator().manual_seed(3)
+    for trial in range(30):
+        size = int(torch.randint(0, 40, (1,), generator=generator))
+        primary = torch.randint(0, 4, (size,), generator=generator)
+        bound = 3 * size + 1 if tiebreak_bound is None else tiebreak_bound
+        tiebreak = torch.randperm(3 * size + 1, generator=generator)[:size]
+        if tiebreak_bound is not None and size:
+            tiebreak[0] = tiebreak_bound - 1
+        values = (torch.randint(-3, 4, (size,), generator=generator) / 2).to(dtype)
+        special = torch.rand(size, generator=generator)
+        values[special < 0.1] = float("inf")
+        values[(special >= 0.1) & (special < 0.2)] = -float("inf")
+        values[(special >= 0.2) & (special < 0.4)] = -0.0
+        values[(special >= 0.4) & (special < 0.5)] = 0.0
+        signed = dtype == torch.float32  # float32 orders -0.0 before +0.0 (stable_order's key)
+        expected = sorted(
+            range(size),
+            key=lambda i: (
+                int(primary[i]),
+                float(values[i]),
+                signed and not bool(torch.signbit(values[i])),
+                int(tiebreak[i]),
+            ),
+        )
+        assert order_with_tiebreak(primary, values, tiebreak, 4, bound).tolist() == expected, trial
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_from_the_computed_indices_equal_the_rows_from_all_costs(dtype):
+    # The private path of PAAAssigner.positives: the computed indices in any order (shuffled), with
+    # non-finite costs among them (NaN, +-inf), ties, signed zeros; +inf everywhere else.
+    from ladet.assign.paa import _candidate_rows_of
+
+    generator = torch.Generator().manual_seed(11)
+    for trial in range(40):
+        num_gts = [int(torch.randint(0, 4, (1,), generator=generator)) for _ in range(2)]
+        image, gt_local, level = [], [], []
+        for image_index, count in enumerate(num_gts):
+            size = int(torch.randint(0, 30, (1,), generator=generator)) if count else 0
+            image += [image_index] * size
+            gt_local += torch.randint(0, max(count, 1), (size,), generator=generator).tolist()
+            level += sorted(torch.randint(0, 3, (size,), generator=generator).tolist())
+        pre = _pre(image, gt_local, level, num_gts, num_levels=3)
+        size = len(image)
+        computed = torch.randperm(size, generator=generator)[
+            : int(torch.randint(0, size + 1, (1,), generator=generator))
+        ]
+        costs = torch.full((size,), float("inf"), dtype=dtype)
+        values = torch.round(torch.rand(computed.shape[0], generator=generator, dtype=dtype) * 8) / 4
+        special = torch.rand(computed.shape[0], generator=generator)
+        values[special < 0.1] = float("inf")
+        values[(special >= 0.1) & (special < 0.15)] = -float("inf")
+        values[(special >= 0.15) & (special < 0.2)] = float("nan")
+        values[(special >= 0.2) & (special < 0.3)] = -0.0
+        costs[computed] = values
+        if sum(num_gts) == 0:
+            continue
+        expected = build_candidate_rows(costs, pre, topk=3)
+        rows = _candidate_rows_of(costs, computed, pre, topk=3)
+        for field in ("costs", "mask", "pre_index", "count"):
+            assert torch.equal(getattr(rows, field), getattr(expected, field)), (trial, field)
+            assert getattr(rows, field).dtype == getattr(expected, field).dtype
+
+
+@pytest.mark.parametrize("num_gts", [0, 1, 5])
+def test_positives_with_the_handed_over_indices_equal_select_positives(num_gts):
+    # PAAAssigner.positives passes the computed indices from the costs to the selection: the same
+    # positives as the public steps (candidate_costs, then select_positives), and the same costs.
+    from assign import make_inputs  # benchmarks/assign.py: two 800x1333 images
+
+    from ladet.assign.costs import candidate_costs, candidate_costs_and_indices
+
+    outputs, grid, valid_mask, gt_boxes, gt_labels = make_inputs(num_gts, seed=num_gts)
+    assigner = PAAAssigner(AssignerConfig(), 80, DeltaBoxCoder())
+    with torch.inference_mode():
+        pre, positive = assigner.positives(outputs, grid, valid_mask, gt_boxes, gt_labels)
+        costs = candidate_costs(outputs, grid, assigner.box_coder, pre)
+        handed_costs, computed = candidate_costs_and_indices(outputs, grid, assigner.box_coder, pre)
+    assert torch.equal(handed_costs, costs)
+    outside = torch.ones_like(costs, dtype=torch.bool)
+    outside[computed] = False
+    assert computed.unique().numel() == computed.numel()
+    assert (costs[outside] == float("inf")).all()
+    assert torch.equal(positive, select_positives(costs, pre))
+    if num_gts:
+        assert positive.any()

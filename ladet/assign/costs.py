@@ -24,6 +24,7 @@ from ladet.models.outputs import HeadOutputs
 __all__ = [
     "anchor_costs",
     "candidate_costs",
+    "candidate_costs_and_indices",
     "background_focal_sum",
     "label_focal_term",
     "summed_focal_cost",
@@ -333,6 +334,29 @@ def candidate_costs(
     Returns:
         [P] fp32, +inf where the cost was not needed.
     """
+    return candidate_costs_and_indices(
+        outputs, grid, box_coder, pre, focal_alpha, focal_gamma, box_weight, topk
+    )[0]
+
+
+@inference_internals
+def candidate_costs_and_indices(
+    outputs: HeadOutputs,
+    grid: _HasAnchors,
+    box_coder: BoxDecoder,
+    pre: PreAssignment,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    box_weight: float = 1.3,
+    topk: int = 9,
+) -> tuple[Tensor, Tensor]:
+    """:func:`candidate_costs` and the [F'] distinct indices of the costs it computed (in no
+    particular order): every other cost is +inf, so the selection needs only those
+    (``ladet.assign.paa`` uses them to skip a pass over all P costs).
+
+    Returns:
+        ([P] fp32 costs, [F'] long indices).
+    """
     num_anchors, num_classes = outputs.class_scores.shape[1:]
     probabilities = outputs.class_scores_are_probabilities
     # (integer index arithmetic as one fused multiply-add each: torch.add(x, y, alpha=a) = x + a * y)
@@ -383,6 +407,7 @@ def candidate_costs(
     second_mask = lower <= threshold.index_select(0, segment)  # [P]
     second_mask.index_fill_(0, first, False)  # already exact
     second = torch.nonzero(second_mask).flatten()  # host sync (size)
-    if second.numel():
-        costs.index_copy_(0, second, exact(second))
-    return costs
+    if second.numel() == 0:
+        return costs, first
+    costs.index_copy_(0, second, exact(second))
+    return costs, torch.cat([first, second])

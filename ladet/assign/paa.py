@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ladet.assign.costs import BoxDecoder, anchor_costs, candidate_costs
+from ladet.assign.costs import BoxDecoder, anchor_costs, candidate_costs, candidate_costs_and_indices
 from ladet.assign.gmm import fit_rows
 from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment, pre_assign
 from ladet.assign.result import AssignResult
-from ladet.assign.segments import rank_in_segments, scalar_tensor, stable_order
+from ladet.assign.segments import order_with_tiebreak, rank_in_segments, scalar_tensor, stable_order
 from ladet.config.schema import AssignerConfig
 from ladet.models.anchors import AnchorGrid
 from ladet.models.outputs import HeadOutputs
@@ -65,24 +65,58 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
         pre: the pre-assignment.
         topk: candidates kept per (GT, level).
     """
-    device = costs.device
-    num_gts = pre.num_gts
-    width = pre.num_levels * topk
     # Non-finite costs are never candidates: drop them first (one host sync: data-dependent size).
     # (|cost| < inf is isfinite in two light passes; torch.isfinite costs ~3x more on CPU)
     is_finite = costs.abs() < scalar_tensor(float("inf"), costs.dtype)
     finite = torch.nonzero(is_finite).flatten()  # [F] pre-positive indices, ascending
-    segment = torch.add(pre.level, pre.gt_global, alpha=pre.num_levels).index_select(0, finite)  # [F]
-    # Sort by (segment, cost, anchor order): pre-positives are already in anchor order per image.
-    order = stable_order(segment, costs.index_select(0, finite))  # [F]
+    return _rows_of_finite(costs.index_select(0, finite), finite, pre, topk, ascending=True)
+
+
+def _candidate_rows_of(costs: Tensor, computed: Tensor, pre: PreAssignment, topk: int) -> CandidateRows:
+    """:func:`build_candidate_rows` when every cost outside ``computed`` is +inf.
+
+    ``candidate_costs`` knows which costs it computed ([F'] distinct indices, in any order): the
+    rows then only look at those, not at all P costs (no [P] finiteness pass and compaction).
+    """
+    computed_costs = costs.index_select(0, computed)  # [F']
+    is_finite = computed_costs.abs() < scalar_tensor(float("inf"), costs.dtype)
+    keep = torch.nonzero(is_finite).flatten()  # host sync (size)
+    finite_costs = computed_costs.index_select(0, keep)
+    return _rows_of_finite(finite_costs, computed.index_select(0, keep), pre, topk, ascending=False)
+
+
+def _rows_of_finite(
+    finite_costs: Tensor, finite: Tensor, pre: PreAssignment, topk: int, ascending: bool
+) -> CandidateRows:
+    """The rows of :func:`build_candidate_rows` from the finite costs only.
+
+    Args:
+        finite_costs: [F] the finite costs.
+        finite: [F] their distinct pre-positive indices (ascending if ``ascending``).
+    """
+    device = finite_costs.device
+    num_gts, num_levels = pre.num_gts, pre.num_levels
+    width = num_levels * topk
+    segment = torch.add(
+        pre.level.index_select(0, finite), pre.gt_global.index_select(0, finite), alpha=num_levels
+    )  # [F] gt_global * L + level
+    # Sort by (segment, cost, anchor order): pre-positives are in anchor order per image, so the
+    # pre-positive index orders the anchors (the position in the list does the same when ascending).
+    if ascending:
+        order = stable_order(segment, finite_costs)  # [F]
+    else:
+        order = order_with_tiebreak(
+            segment, finite_costs, finite, num_gts * num_levels, pre.level.shape[0]
+        )  # [F]
     sorted_segment = segment.index_select(0, order)
     rank = rank_in_segments(sorted_segment)  # [F]
-    chosen = torch.nonzero(rank < topk).flatten()  # host sync
-    kept = finite.index_select(0, order.index_select(0, chosen))  # [M] pre-positive indices
+    in_topk = torch.nonzero(rank < topk).flatten()  # host sync; [M] positions in the sorted order
+    chosen = order.index_select(0, in_topk)  # [M] into F
+    kept = finite.index_select(0, chosen)  # [M] pre-positive indices
     # Slot (GT, level * k + rank) of every kept candidate in the flattened [G, L*k] rows.
-    slot = torch.add(rank.index_select(0, chosen), sorted_segment.index_select(0, chosen), alpha=topk)  # [M]
+    slot = torch.add(rank.index_select(0, in_topk), sorted_segment.index_select(0, in_topk), alpha=topk)
     flat_costs = torch.full((num_gts * width,), float("inf"), dtype=torch.float64, device=device)
-    flat_costs.index_copy_(0, slot, costs.index_select(0, kept).to(torch.float64))
+    flat_costs.index_copy_(0, slot, finite_costs.index_select(0, chosen).to(torch.float64))
     flat_index = torch.full((num_gts * width,), -1, dtype=torch.long, device=device)
     flat_index.index_copy_(0, slot, kept)
     # Ascending cost per GT; equal costs keep the slot order, i.e. (level, anchor). (Costs are
@@ -123,9 +157,27 @@ def select_positives(
     reg_covar: float = 1e-6,
 ) -> Tensor:
     """§1.5 C-D for all GTs of the batch at once: [P] costs -> [P] bool final positives."""
+    return _select_positives(costs, None, pre, topk, max_iterations, tolerance, reg_covar)
+
+
+@inference_internals
+def _select_positives(
+    costs: Tensor,
+    computed: Tensor | None,
+    pre: PreAssignment,
+    topk: int,
+    max_iterations: int,
+    tolerance: float,
+    reg_covar: float,
+) -> Tensor:
+    """:func:`select_positives`; ``computed`` ([F'] indices, any order), when given, holds every
+    index whose cost is not +inf (``candidate_costs_and_indices``)."""
     if pre.num_gts == 0 or costs.shape[0] == 0:
         return torch.zeros(costs.shape[0], dtype=torch.bool, device=costs.device)
-    rows = build_candidate_rows(costs, pre, topk)
+    if computed is None:
+        rows = build_candidate_rows(costs, pre, topk)
+    else:
+        rows = _candidate_rows_of(costs, computed, pre, topk)
     fit_mask = rows.mask & (rows.count >= 2)[:, None]
     fit = fit_rows(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)  # the R rows with >= 2
     chosen = separate_positives(
@@ -275,8 +327,27 @@ class PAAAssigner:
         (cloned) tensors.
         """
         pre = self.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
-        costs = self.candidate_costs(outputs, grid, pre)
-        return pre, self.select_positives(costs, pre)
+        # The costs step hands over which costs it computed: the selection skips the others.
+        costs, computed = candidate_costs_and_indices(
+            outputs,
+            grid,
+            self.box_coder,
+            pre,
+            self.focal_alpha,
+            self.focal_gamma,
+            self.config.cost_box_weight,
+            self.config.topk,
+        )
+        positive = _select_positives(
+            costs,
+            computed,
+            pre,
+            self.config.topk,
+            self.config.gmm_max_iterations,
+            self.config.gmm_tolerance,
+            self.config.gmm_reg_covar,
+        )
+        return pre, positive
 
     @torch.no_grad()
     def assign(

@@ -12,6 +12,7 @@ from torch import Tensor
 __all__ = [
     "float32_order_key",
     "stable_order",
+    "order_with_tiebreak",
     "rank_in_segments",
     "segment_topk_mask",
     "segment_topk_indices",
@@ -73,6 +74,35 @@ def stable_order(primary: Tensor, secondary: Tensor) -> Tensor:
     by_secondary = torch.sort(secondary, stable=True).indices
     by_primary = torch.sort(primary[by_secondary], stable=True).indices
     return by_secondary[by_primary]
+
+
+def order_with_tiebreak(
+    primary: Tensor, secondary: Tensor, tiebreak: Tensor, num_primary: int, tiebreak_bound: int
+) -> Tensor:
+    """Permutation sorting by (primary, secondary, tiebreak), whatever the input order.
+
+    :func:`stable_order` of the elements rearranged by ascending ``tiebreak``, without that
+    rearrangement when it fits in one int64 key: for float32 values with
+    ``num_primary * 2^32 * 2^bits(tiebreak_bound - 1) <= 2^63`` the three are packed into one
+    unique key, primary * 2^(32 + b) + signed 32-bit value key * 2^b + tiebreak (one sort, as
+    ``stable_order``'s packed key with the tiebreak as its last digit). Otherwise (other dtypes,
+    larger sizes) the elements are sorted by ``tiebreak`` first.
+
+    Args:
+        primary: [M] long in [0, num_primary).
+        secondary: [M] values without NaN (-0.0 before +0.0 for float32, as ``stable_order``).
+        tiebreak: [M] distinct long in [0, tiebreak_bound).
+        num_primary, tiebreak_bound: host-side bounds (no host sync).
+    """
+    bits = max(tiebreak_bound - 1, 0).bit_length()
+    if secondary.dtype == torch.float32 and num_primary << (32 + bits) <= 1 << 63:
+        key = torch.add(tiebreak, primary, alpha=1 << (32 + bits))
+        key = torch.add(key, _signed_order_key(secondary), alpha=1 << bits)  # [M] unique
+        return torch.sort(key).indices
+    by_tiebreak = torch.sort(tiebreak).indices
+    return by_tiebreak.index_select(
+        0, stable_order(primary.index_select(0, by_tiebreak), secondary.index_select(0, by_tiebreak))
+    )
 
 
 def rank_in_segments(sorted_keys: Tensor) -> Tensor:
