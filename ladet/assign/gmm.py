@@ -182,7 +182,7 @@ def _row_data(row_mask: Tensor, shifted: Tensor, count: Tensor, tolerance: float
 
 
 class _EMConstants:
-    """Small constant tensors of the M-step and E-step, made once per fit on the samples' device.
+    """Small constant tensors of the M-step and E-step (see :func:`_em_constants` for the cache).
 
     Attributes:
         moment_offsets: [2] (reg_covar, 0), added to (E[x^2], mean).
@@ -196,6 +196,20 @@ class _EMConstants:
         # Identity minus the permutation that swaps the components' halves of u.
         identity = torch.eye(2 * _NUM_COEFFICIENTS, dtype=like.dtype, device=like.device)
         self.difference_matrix = identity - identity.roll(_NUM_COEFFICIENTS, dims=0)
+
+
+# One _EMConstants per (device, dtype, reg_covar): they never change, and making them costs six
+# tensor ops per fit. Never written after construction (the loop only reads them).
+_CONSTANTS_CACHE: dict[tuple[torch.device, torch.dtype, float], _EMConstants] = {}
+
+
+def _em_constants(like: Tensor, reg_covar: float) -> _EMConstants:
+    """The cached :class:`_EMConstants` for ``like``'s device and dtype and ``reg_covar``."""
+    key = (like.device, like.dtype, reg_covar)
+    constants = _CONSTANTS_CACHE.get(key)
+    if constants is None:
+        constants = _CONSTANTS_CACHE[key] = _EMConstants(like, reg_covar)
+    return constants
 
 
 class _EMWorkspace:
@@ -233,14 +247,18 @@ class _EMWorkspace:
         self.features_by_sample = features.transpose(1, 2)  # [R, S, _NUM_FIELDS]
         # Records, step-major. coefficients[t] holds the u of iteration t's E-step (t = 0: ``start``;
         # t + 1: written by iteration t's M-step); differences[t] and responsibilities[t] are
-        # iteration t's E-step.
+        # iteration t's E-step. responsibilities[T] (``kept``) is no iteration's: it holds each
+        # row's kept E-step once the row has converged (see fit_rows), so that a check gathers the
+        # kept records of all rows with one index_select from the T + 1 slots.
         self.coefficients = features.new_empty((num_steps + 1, num_rows, 2, _NUM_COEFFICIENTS))
         if start is not None:
             self.coefficients.select(0, 0).copy_(start)
         self.differences = features.new_empty((num_steps, num_rows, 2, samples))
-        self.responsibilities = features.new_empty((num_steps, num_rows, 2, samples))
+        self.responsibilities = features.new_empty((num_steps + 1, num_rows, 2, samples))
         # stopped[t]: the bound converged at step t; row t = T' of a T'-step chunk is a sentinel 1.
-        self.stopped = torch.ones((num_steps + 1, num_rows), dtype=torch.uint8, device=features.device)
+        # Stored row-major ([R, T + 1], viewed as [T + 1, R]): argmax over the steps then runs
+        # along contiguous memory, several times faster on CPU than across rows.
+        self.stopped = torch.ones((num_rows, num_steps + 1), dtype=torch.uint8, device=features.device).t()
         self.row_offsets = torch.arange(num_rows, device=features.device)  # [R]
         # M-step scratch [R, 2, _NUM_FIELDS] (see _MASS...) and its views (narrow / select: the
         # cheapest way to make a view).
@@ -257,21 +275,24 @@ class _EMWorkspace:
         # (u_0 - u_1, u_1 - u_0), [R, 10] and [R, 2, 5].
         self.coefficient_differences = features.new_empty((num_rows, 2 * _NUM_COEFFICIENTS))
         self.difference_pairs = self.coefficient_differences.view(num_rows, 2, _NUM_COEFFICIENTS)
-        self.flat_responsibilities = self.responsibilities.view(num_steps * num_rows, 2, samples)
+        # [(T + 1) * R, 2, S]: step t of row r is entry t * R + r; the kept records are t = T.
+        self.flat_responsibilities = self.responsibilities.view((num_steps + 1) * num_rows, 2, samples)
         # [R, 10] u of every slot: slot t is read by iteration t, slot t + 1 written by it.
         flat_coefficients = self.coefficients.view(num_steps + 1, num_rows, 2 * _NUM_COEFFICIENTS)
         self.slots = flat_coefficients.unbind(0)
         # Views of the convergence check after a chunk of T iterations (shorter chunks narrow them).
         self.stopped_steps = self.stopped.narrow(0, 0, num_steps)
         self.step_coefficients = flat_coefficients.narrow(0, 0, num_steps)  # [T, R, 10]
-        self.step_responsibilities = self.responsibilities.unbind(2)  # ([T, R, S], [T, R, S])
+        self.step_responsibilities = self.responsibilities.narrow(0, 0, num_steps).unbind(2)  # 2 x [T, R, S]
         self.step_differences = self.differences.select(2, 1)  # [T, R, S] d_1
         next_coefficients = self.coefficients.narrow(0, 1, num_steps)
+        step_responsibilities = self.responsibilities.unbind(0)  # T + 1 x [R, 2, S]
+        self.kept = step_responsibilities[num_steps]  # [R, 2, S]
         self.steps = list(
             zip(
                 self.slots,  # [R, 10] u of the E-step (one more than the steps)
                 self.differences.unbind(0),  # [R, 2, S]
-                self.responsibilities.unbind(0),  # [R, 2, S]
+                step_responsibilities,  # [R, 2, S] (one more than the steps: the kept records)
                 next_coefficients.narrow(3, 0, 3).unbind(0),  # [R, 2, 3] next (e, b, c)
                 next_coefficients.narrow(3, 3, 2).unbind(0),  # [R, 2, 2] next (log n, log v)
                 strict=False,
@@ -395,32 +416,40 @@ def fit_rows(
     shifted = torch.where(row_mask, row_values - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
     all_rows = _row_data(row_mask, shifted, row_count, tolerance)
 
-    num_fitted, samples = rows.shape[0], shifted.shape[1] + 1
-    # Records of every fitted row, written when the row leaves the working set: the E-step
-    # responsibilities of its kept step (its statistics are recomputed from them at the end) and
-    # its stop, the 0-based iteration at which it converged (== the iterations done if it did not).
-    kept_responsibilities = shifted.new_full((num_fitted, 2, samples), 0.5)  # finite even if never set
+    num_fitted = rows.shape[0]
+    # Stop of every fitted row, written when the row leaves the working set: the 0-based iteration
+    # at which it converged (== the iterations done if it did not). Its kept E-step enters the
+    # final statistics (see below).
     row_stop = torch.zeros(num_fitted, dtype=torch.long, device=device)
-    # Working set: the rows still iterating, as indices into the R fitted rows, with their records.
-    # Every ``check_every`` iterations each row's first converged step is found and recorded;
-    # finished rows keep iterating (harmlessly: rows are independent) until enough of them have
-    # finished, then the working set shrinks to the unfinished rows (see _MIN_ROWS_TO_DROP). A
-    # workspace serves chunks of any length up to its T (a prefix of its records); the first one is
-    # made for ``first_check`` iterations only (most rows finish there, then the set shrinks).
+    # Working set: the rows still iterating, as indices into the R fitted rows, with their stops.
+    # Every ``check_every`` iterations each row's first converged step is found and its
+    # responsibilities kept (in the workspace's ``kept`` slot); finished rows keep iterating
+    # (harmlessly: rows are independent) until enough of them have finished, then the working set
+    # shrinks to the unfinished rows (see _MIN_ROWS_TO_DROP). A workspace serves chunks of any
+    # length up to its T (a prefix of its records); the first one is made for ``first_check``
+    # iterations only (most rows finish there, then the set shrinks) unless the set has too few
+    # rows to ever shrink.
     active = torch.arange(num_fitted, device=device)
-    active_kept, active_stop = kept_responsibilities, row_stop
+    active_stop = row_stop
     max_steps = min(max(first_check, check_every), max_iterations)
-    constants = _EMConstants(shifted, reg_covar)
+    constants = _em_constants(shifted, reg_covar)
     first_steps = max(min(first_check, max_iterations), 1)
+    if num_fitted < _MIN_ROWS_TO_DROP:  # never shrinks: one workspace for every chunk
+        first_steps = max(first_steps, max_steps)
     work = _EMWorkspace(all_rows, None, shifted.new_full((1, num_fitted), -math.inf), first_steps, constants)
     _initial_coefficients(row_count, shifted.amax(dim=1), out=work.slots[0])
+    # Kept statistics (sum r, ...) of the rows that left the working set, [R, 2, 6], made at
+    # the first shrink: 12 numbers a row to scatter instead of the 2 S responsibilities.
+    kept_statistics: Tensor | None = None
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
         if steps > work.num_steps:  # the same rows, longer chunks
-            work = _EMWorkspace(
+            longer = _EMWorkspace(
                 work.data, work.coefficients.select(0, 0), work.previous_bound, max_steps, constants
             )
+            longer.kept.copy_(work.kept)
+            work = longer
         _em_iterations(work, steps, reg_covar)
         # |change of the bound sum| < tolerance * count is sklearn's test on the mean. The first
         # converged step is the first 1 of ``stopped``, whose row ``steps`` is a sentinel 1 for rows
@@ -435,13 +464,13 @@ def fit_rows(
             stopped.select(0, steps).fill_(1)
         torch.lt(changes, work.data.tolerance_times_count, out=stopped_steps)
         first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
-        kept_step = torch.clamp(first_stop, max=steps - 1)  # the step whose M-step the row keeps
-        kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [T * R']
-        kept = work.flat_responsibilities.index_select(0, kept_index)  # [R', 2, S]
-        # Rows that converged in an earlier chunk keep their records; the others take this chunk's
-        # (a stop == done + steps means "not yet").
+        # Kept E-step: this chunk's step of the row's first stop (its last step if it has not
+        # converged yet), or slot T (``kept``: unchanged) if it converged in an earlier chunk.
         earlier = active_stop < done
-        active_kept = torch.where(earlier.view(-1, 1, 1), active_kept, kept)
+        kept_step = torch.where(earlier, work.num_steps, torch.clamp(first_stop, max=steps - 1))
+        kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [(T + 1) * R']
+        work.kept.copy_(work.flat_responsibilities.index_select(0, kept_index))  # [R', 2, S]
+        # Rows that converged in an earlier chunk keep their stop (a stop == done + steps means "not yet").
         active_stop = torch.where(earlier, active_stop, first_stop + done)
         done += steps
         unfinished = active_stop >= done
@@ -451,28 +480,32 @@ def fit_rows(
         work.previous_bound = sums.narrow(0, steps - 1, 1)
         work.slots[0].copy_(work.slots[steps])
         if active.shape[0] - remaining >= _MIN_ROWS_TO_DROP:  # shrink the working set
-            kept_responsibilities.index_copy_(0, active, active_kept)
+            if kept_statistics is None:
+                kept_statistics = shifted.new_empty((num_fitted, 2, _NUM_FIELDS))
+            kept_statistics.index_copy_(0, active, torch.bmm(work.kept, work.features_by_sample))
             row_stop.index_copy_(0, active, active_stop)
             keep = torch.nonzero(unfinished).flatten()
             active = active.index_select(0, keep)
             active_stop = active_stop.index_select(0, keep)
-            # Unfinished rows have no kept record yet: any [R', 2, S] buffer (the next check fills it).
-            active_kept = active_kept.narrow(0, 0, remaining)
+            # Unfinished rows have no kept record yet (the next check writes it).
             shrunk = _EMWorkspace(
                 work.data.select(keep), None, work.previous_bound.index_select(1, keep), max_steps, constants
             )
             torch.index_select(work.slots[0], 0, keep, out=shrunk.slots[0])
             work = shrunk
-    if active.shape[0] != num_fitted:
-        kept_responsibilities.index_copy_(0, active, active_kept)
+    if done == 0:  # no iteration (max_iterations < 1): finite parameters all the same
+        work.kept.fill_(0.5)
+    # Statistics of the kept E-steps ([R, 2, 6]): the product of the M-step, row by row the same.
+    statistics = torch.bmm(work.kept, work.features_by_sample)
+    if kept_statistics is not None:  # the working set shrank
+        statistics = kept_statistics.index_copy_(0, active, statistics)
         row_stop.index_copy_(0, active, active_stop)
-    else:  # the working set never shrank
-        kept_responsibilities, row_stop = active_kept, active_stop
+    else:
+        row_stop = active_stop
     row_converged = row_stop < done
     row_iterations = torch.clamp(row_stop + 1, max=done)  # sklearn's n_iter_: max_iter if not converged
 
     # Final E-step with the kept parameters (centred form), as sklearn's predict / score_samples.
-    statistics = torch.bmm(kept_responsibilities, all_rows.features.transpose(1, 2))  # [R, 2, 6]
     means, variances, weights = _parameters(statistics, constants, reg_covar)  # [R, 2, 1] each, shifted
     weighted = _weighted_log_prob(shifted[:, None, :], means, variances, weights.log())  # [R, 2, K]
     first, second = weighted.unbind(1)
