@@ -166,19 +166,35 @@ def _row_data(row_mask: Tensor, shifted: Tensor, count: Tensor, tolerance: float
     num_rows, width = shifted.shape
     valid = row_mask.to(shifted.dtype)
     square = shifted * shifted
-    zeros = torch.zeros_like(shifted)
-    # Both padded with the phantom sample (column K): 0 but in the features' mass and -1/2 fields.
-    features = torch.stack([valid, square, shifted, zeros, zeros, zeros], dim=1)  # [R, 6, K]
-    features = torch.nn.functional.pad(features, (0, 1))  # [R, 6, S]
-    phantom = features.select(2, width)  # [R, 6]
-    phantom.select(1, _MASS).fill_(20.0 * _FLOAT64_EPS)  # times r = 1/2: sklearn's 10 eps on n
-    phantom.select(1, _MINUS_HALF).fill_(-1.0)  # times r = 1/2: the -1/2 of c = -1/2 / v
+    # Both written into zeroed [R, *, S] buffers: the phantom sample (column K) is 0 but in the
+    # features' mass and -1/2 fields (stacking into a view is much cheaper than padding after).
+    features = shifted.new_zeros((num_rows, _NUM_FIELDS, width + 1))  # [R, 6, S]
+    torch.stack([valid, square, shifted], dim=1, out=features.narrow(2, 0, width).narrow(1, _MASS, 3))
+    features.select(2, width).copy_(_phantom_features(shifted))
     # Sample functions multiplying u = (e, b, c, log n, log v) in l_k: (-1/2, x, x^2, 1, -1/2).
     minus_half = valid * -0.5
-    basis = torch.stack([minus_half, shifted, square, valid, minus_half], dim=1)  # [R, 5, K]
-    half_sums = basis.sum(dim=2).mul_(0.5)  # [R, 5]
-    basis = torch.nn.functional.pad(basis, (0, 1))  # [R, 5, S]
-    return _RowData(features, basis, torch.cat([half_sums, half_sums], dim=1), count * tolerance)
+    basis = shifted.new_zeros((num_rows, _NUM_COEFFICIENTS, width + 1))  # [R, 5, S]
+    sample_basis = basis.narrow(2, 0, width)  # [R, 5, K]
+    torch.stack([minus_half, shifted, square, valid, minus_half], dim=1, out=sample_basis)
+    half_sums = sample_basis.sum(dim=2).mul_(0.5)  # [R, 5]
+    return _RowData(features, basis, half_sums.repeat(1, 2), count * tolerance)
+
+
+# The phantom sample's features (20 eps, 0, 0, 0, 0, -1) per (device, dtype): times its r = 1/2,
+# sklearn's 10 eps on n and the -1/2 of c = -1/2 / v. Never written after construction.
+_PHANTOM_CACHE: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+
+def _phantom_features(like: Tensor) -> Tensor:
+    """[_NUM_FIELDS] features of the phantom sample on ``like``'s device and dtype (cached)."""
+    key = (like.device, like.dtype)
+    phantom = _PHANTOM_CACHE.get(key)
+    if phantom is None:
+        phantom = torch.zeros(_NUM_FIELDS, dtype=like.dtype, device=like.device)
+        phantom[_MASS] = 20.0 * _FLOAT64_EPS
+        phantom[_MINUS_HALF] = -1.0
+        _PHANTOM_CACHE[key] = phantom
+    return phantom
 
 
 class _EMConstants:
