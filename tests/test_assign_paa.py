@@ -424,3 +424,32 @@ def test_positives_with_the_handed_over_indices_equal_select_positives(num_gts):
     assert torch.equal(positive, select_positives(costs, pre))
     if num_gts:
         assert positive.any()
+
+
+def test_separation_of_a_row_fit_equals_separate_positives():
+    # _separate_fitted relies on RowFit's contract (bool component, -inf log-density on masked
+    # entries): the same selection as separate_positives, on real fits and on hand-made rows with
+    # ties, rows without component-0 entries, empty rows and -inf / NaN log-densities.
+    from ladet.assign.gmm import fit_rows
+    from ladet.assign.paa import _separate_fitted, separate_positives
+
+    generator = torch.Generator().manual_seed(5)
+    for trial in range(20):
+        num_rows, width = int(torch.randint(1, 12, (1,), generator=generator)), 15
+        count = torch.randint(0, width + 1, (num_rows,), generator=generator)
+        mask = torch.arange(width)[None, :] < count[:, None]
+        values = torch.round(torch.rand(num_rows, width, generator=generator, dtype=torch.float64) * 6) / 2
+        values = torch.where(mask, values.sort(dim=1).values, float("inf"))
+        fit = fit_rows(values, mask)
+        row_mask = mask.index_select(0, fit.rows)
+        expected = separate_positives(fit.component, fit.log_density, row_mask)
+        assert torch.equal(_separate_fitted(fit.component, fit.log_density, row_mask), expected), trial
+        # hand-made: random components and densities (ties, -inf, NaN) on valid entries only
+        component = (torch.rand(num_rows, width, generator=generator) < 0.5) & mask
+        density = torch.round(torch.randn(num_rows, width, generator=generator, dtype=torch.float64) * 2)
+        special = torch.rand(num_rows, width, generator=generator)
+        density[special < 0.1] = -float("inf")
+        density[(special >= 0.1) & (special < 0.15)] = float("nan")
+        density = density.masked_fill(~mask, -float("inf"))
+        expected = separate_positives(component, density, mask)
+        assert torch.equal(_separate_fitted(component, density, mask), expected), trial

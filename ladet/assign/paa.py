@@ -180,14 +180,30 @@ def _select_positives(
         rows = _candidate_rows_of(costs, computed, pre, topk)
     fit_mask = rows.mask & (rows.count >= 2)[:, None]
     fit = fit_rows(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)  # the R rows with >= 2
-    chosen = separate_positives(
-        fit.component, fit.log_density, fit_mask.index_select(0, fit.rows)
-    )  # [R, L*k]
-    # Scatter back to the pre-positives: non-candidates point at a dummy slot P.
-    target = torch.where(chosen, rows.pre_index.index_select(0, fit.rows), costs.shape[0])
-    padded = torch.zeros(costs.shape[0] + 1, dtype=torch.bool, device=costs.device)
-    padded[target.reshape(-1)] = True
-    return padded[:-1]
+    if fit.rows.shape[0] == fit_mask.shape[0]:  # every row fitted (no gather)
+        row_mask, row_index = fit_mask, rows.pre_index
+    else:
+        row_mask, row_index = fit_mask.index_select(0, fit.rows), rows.pre_index.index_select(0, fit.rows)
+    chosen = _separate_fitted(fit.component, fit.log_density, row_mask)  # [R, L*k]
+    # Scatter back to the pre-positives, shifted by one: empty slots (index -1) write into the
+    # dummy entry 0; every pre-positive is in at most one slot, and the dummy only gets False.
+    shifted = torch.zeros(costs.shape[0] + 1, dtype=torch.bool, device=costs.device)
+    shifted.index_copy_(0, row_index.view(-1) + 1, chosen.view(-1))
+    return shifted[1:]
+
+
+def _separate_fitted(component: Tensor, log_density: Tensor, mask: Tensor) -> Tensor:
+    """:func:`separate_positives` for a :class:`~ladet.assign.gmm.RowFit` (bool ``component``,
+    ``log_density`` -inf on masked entries), in fewer ops: the same [R, K] bool result.
+
+    Masked entries already score -inf, so only the component-1 entries need masking before the
+    argmax; and a row without component-0 entries peaks at column 0, which is not foreground, so
+    it selects nothing without a separate "any" test.
+    """
+    foreground = mask > component  # mask & ~component
+    peak = log_density.masked_fill(component, -float("inf")).argmax(dim=1, keepdim=True)  # [R, 1]
+    columns = torch.arange(mask.shape[1], device=mask.device)
+    return foreground & (columns <= peak)
 
 
 def build_result(pre: PreAssignment, positive: Tensor, valid_mask: Tensor, num_classes: int) -> AssignResult:
