@@ -243,6 +243,7 @@ class _EMWorkspace:
         previous_bound: [1, R] bound sum of the iteration before the first one (-inf at the start).
         num_steps: T.
         constants: the fit's :class:`_EMConstants`.
+        row_offsets: [>= R] long, 0, 1, 2, ... (a prefix is used), or None: made here.
     """
 
     def __init__(
@@ -252,6 +253,7 @@ class _EMWorkspace:
         previous_bound: Tensor,
         num_steps: int,
         constants: _EMConstants,
+        row_offsets: Tensor | None = None,
     ) -> None:
         features = data.features
         num_rows, _, samples = features.shape
@@ -274,20 +276,26 @@ class _EMWorkspace:
         # stopped[t]: the bound converged at step t; row t = T' of a T'-step chunk is a sentinel 1.
         # Stored row-major ([R, T + 1], viewed as [T + 1, R]): argmax over the steps then runs
         # along contiguous memory, several times faster on CPU than across rows.
-        self.stopped = torch.ones((num_rows, num_steps + 1), dtype=torch.uint8, device=features.device).t()
-        self.row_offsets = torch.arange(num_rows, device=features.device)  # [R]
-        # M-step scratch [R, 2, _NUM_FIELDS] (see _MASS...) and its views (narrow / select: the
-        # cheapest way to make a view).
+        self.stopped = features.new_ones((num_rows, num_steps + 1), dtype=torch.uint8).t()
+        if row_offsets is None:
+            row_offsets = torch.arange(num_rows, device=features.device)
+        elif row_offsets.shape[0] != num_rows:
+            row_offsets = row_offsets.narrow(0, 0, num_rows)
+        self.row_offsets = row_offsets  # [R]
+        # M-step scratch [R, 2, _NUM_FIELDS] (see _MASS...) and its views, made by few ops (each
+        # view op costs about as much as a small arithmetic op): all single-field columns by one
+        # unbind, all windows of two adjacent fields by one unfold and unbind.
         statistics = features.new_empty((num_rows, 2, _NUM_FIELDS))
         self.statistics = statistics
-        self.moment_sums = statistics.narrow(2, _SQUARE_SUM, 2)  # (sum r x^2, sum r x)
-        self.mass = statistics.narrow(2, _MASS, 1)
-        self.moments = statistics.narrow(2, _MEAN_SQUARE, 2)  # (E[x^2] + reg, mean)
-        fields = statistics.unbind(2)  # single fields, [R, 2] each
-        self.mean, self.mean_square, self.variance = fields[_MEAN], fields[_MEAN_SQUARE], fields[_VARIANCE]
-        self.variance_column = statistics.narrow(2, _VARIANCE, 1)  # [R, 2, 1]
+        columns = statistics.unsqueeze(3).unbind(2)  # [R, 2, 1] each
+        pairs = statistics.unfold(2, 2, 1).unbind(2)  # [R, 2, 2] each: fields (i, i + 1)
+        self.moment_sums = pairs[_SQUARE_SUM]  # (sum r x^2, sum r x)
+        self.mass = columns[_MASS]
+        self.moments = pairs[_MEAN_SQUARE]  # (E[x^2] + reg, mean)
+        self.mean, self.mean_square, self.variance = columns[_MEAN], columns[_MEAN_SQUARE], columns[_VARIANCE]
+        self.variance_column = self.variance  # [R, 2, 1]
         self.numerators = statistics.narrow(2, _MEAN_SQUARE, 3)  # (E[x^2] + reg, mean, -1/2)
-        self.mass_and_variance = statistics.narrow(2, _MASS, 2)
+        self.mass_and_variance = pairs[_MASS]
         # (u_0 - u_1, u_1 - u_0), [R, 10] and [R, 2, 5].
         self.coefficient_differences = features.new_empty((num_rows, 2 * _NUM_COEFFICIENTS))
         self.difference_pairs = self.coefficient_differences.view(num_rows, 2, _NUM_COEFFICIENTS)
@@ -301,7 +309,6 @@ class _EMWorkspace:
         self.step_coefficients = flat_coefficients.narrow(0, 0, num_steps)  # [T, R, 10]
         self.step_responsibilities = self.responsibilities.narrow(0, 0, num_steps).unbind(2)  # 2 x [T, R, S]
         self.step_differences = self.differences.select(2, 1)  # [T, R, S] d_1
-        next_coefficients = self.coefficients.narrow(0, 1, num_steps)
         step_responsibilities = self.responsibilities.unbind(0)  # T + 1 x [R, 2, S]
         self.kept = step_responsibilities[num_steps]  # [R, 2, S]
         self.steps = list(
@@ -309,8 +316,8 @@ class _EMWorkspace:
                 self.slots,  # [R, 10] u of the E-step (one more than the steps)
                 self.differences.unbind(0),  # [R, 2, S]
                 step_responsibilities,  # [R, 2, S] (one more than the steps: the kept records)
-                next_coefficients.narrow(3, 0, 3).unbind(0),  # [R, 2, 3] next (e, b, c)
-                next_coefficients.narrow(3, 3, 2).unbind(0),  # [R, 2, 2] next (log n, log v)
+                self.coefficients.narrow(3, 0, 3).unbind(0)[1:],  # [R, 2, 3] next (e, b, c)
+                self.coefficients.narrow(3, 3, 2).unbind(0)[1:],  # [R, 2, 2] next (log n, log v)
                 strict=False,
             )
         )
@@ -433,10 +440,6 @@ def fit_rows(
     all_rows = _row_data(row_mask, shifted, row_count, tolerance)
 
     num_fitted = rows.shape[0]
-    # Stop of every fitted row, written when the row leaves the working set: the 0-based iteration
-    # at which it converged (== the iterations done if it did not). Its kept E-step enters the
-    # final statistics (see below).
-    row_stop = torch.zeros(num_fitted, dtype=torch.long, device=device)
     # Working set: the rows still iterating, as indices into the R fitted rows, with their stops.
     # Every ``check_every`` iterations each row's first converged step is found and its
     # responsibilities kept (in the workspace's ``kept`` slot); finished rows keep iterating
@@ -446,23 +449,37 @@ def fit_rows(
     # iterations only (most rows finish there, then the set shrinks) unless the set has too few
     # rows to ever shrink.
     active = torch.arange(num_fitted, device=device)
-    active_stop = row_stop
+    row_offsets = active  # 0, 1, 2, ...: every workspace's row offsets are a prefix
+    # [R'] stop of every working row: the 0-based iteration at which it converged (== the
+    # iterations done if it did not); set by the first check.
+    active_stop = row_offsets
     max_steps = min(max(first_check, check_every), max_iterations)
     constants = _em_constants(shifted, reg_covar)
     first_steps = max(min(first_check, max_iterations), 1)
     if num_fitted < _MIN_ROWS_TO_DROP:  # never shrinks: one workspace for every chunk
         first_steps = max(first_steps, max_steps)
-    work = _EMWorkspace(all_rows, None, shifted.new_full((1, num_fitted), -math.inf), first_steps, constants)
+    work = _EMWorkspace(
+        all_rows, None, shifted.new_full((1, num_fitted), -math.inf), first_steps, constants, row_offsets
+    )
+    # True while no row of the working set has converged at a check (a new workspace): the
+    # check then needs no merge with earlier stops.
+    fresh = True
     _initial_coefficients(row_count, shifted.amax(dim=1), out=work.slots[0])
-    # Kept statistics (sum r, ...) of the rows that left the working set, [R, 2, 6], made at
-    # the first shrink: 12 numbers a row to scatter instead of the 2 S responsibilities.
+    # Kept statistics (sum r, ...) and stops of the rows that left the working set, [R, 2, 6] and
+    # [R], made at the first shrink: 12 numbers a row to scatter instead of the 2 S responsibilities.
     kept_statistics: Tensor | None = None
+    row_stop = active_stop
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
         if steps > work.num_steps:  # the same rows, longer chunks
             longer = _EMWorkspace(
-                work.data, work.coefficients.select(0, 0), work.previous_bound, max_steps, constants
+                work.data,
+                work.coefficients.select(0, 0),
+                work.previous_bound,
+                max_steps,
+                constants,
+                row_offsets,
             )
             longer.kept.copy_(work.kept)
             work = longer
@@ -482,12 +499,18 @@ def fit_rows(
         first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
         # Kept E-step: this chunk's step of the row's first stop (its last step if it has not
         # converged yet), or slot T (``kept``: unchanged) if it converged in an earlier chunk.
-        earlier = active_stop < done
-        kept_step = torch.where(earlier, work.num_steps, torch.clamp(first_stop, max=steps - 1))
+        # Rows that converged in an earlier chunk keep their stop (a stop == done + steps means
+        # "not yet"); in a fresh working set no row has.
+        kept_step = torch.clamp(first_stop, max=steps - 1)
+        if fresh:
+            active_stop = first_stop + done if done > 0 else first_stop
+        else:
+            earlier = active_stop < done
+            kept_step = torch.where(earlier, work.num_steps, kept_step)
+            active_stop = torch.where(earlier, active_stop, first_stop + done)
         kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [(T + 1) * R']
         work.kept.copy_(work.flat_responsibilities.index_select(0, kept_index))  # [R', 2, S]
-        # Rows that converged in an earlier chunk keep their stop (a stop == done + steps means "not yet").
-        active_stop = torch.where(earlier, active_stop, first_stop + done)
+        fresh = False
         done += steps
         unfinished = active_stop >= done
         remaining = int(unfinished.sum())  # host sync, once per check
@@ -498,6 +521,7 @@ def fit_rows(
         if active.shape[0] - remaining >= _MIN_ROWS_TO_DROP:  # shrink the working set
             if kept_statistics is None:
                 kept_statistics = shifted.new_empty((num_fitted, 2, _NUM_FIELDS))
+                row_stop = torch.empty_like(active_stop)
             kept_statistics.index_copy_(0, active, torch.bmm(work.kept, work.features_by_sample))
             row_stop.index_copy_(0, active, active_stop)
             keep = torch.nonzero(unfinished).flatten()
@@ -505,12 +529,19 @@ def fit_rows(
             active_stop = active_stop.index_select(0, keep)
             # Unfinished rows have no kept record yet (the next check writes it).
             shrunk = _EMWorkspace(
-                work.data.select(keep), None, work.previous_bound.index_select(1, keep), max_steps, constants
+                work.data.select(keep),
+                None,
+                work.previous_bound.index_select(1, keep),
+                max_steps,
+                constants,
+                row_offsets,
             )
             torch.index_select(work.slots[0], 0, keep, out=shrunk.slots[0])
             work = shrunk
+            fresh = True
     if done == 0:  # no iteration (max_iterations < 1): finite parameters all the same
         work.kept.fill_(0.5)
+        active_stop = torch.zeros_like(active_stop)
     # Statistics of the kept E-steps ([R, 2, 6]): the product of the M-step, row by row the same.
     statistics = torch.bmm(work.kept, work.features_by_sample)
     if kept_statistics is not None:  # the working set shrank
