@@ -69,62 +69,64 @@ def build_candidate_rows(costs: Tensor, pre: PreAssignment, topk: int = 9) -> Ca
     # (|cost| < inf is isfinite in two light passes; torch.isfinite costs ~3x more on CPU)
     is_finite = costs.abs() < scalar_tensor(float("inf"), costs.dtype)
     finite = torch.nonzero(is_finite).flatten()  # [F] pre-positive indices, ascending
-    return _rows_of_finite(costs.index_select(0, finite), finite, pre, topk, ascending=True)
+    return _rows_of(costs.index_select(0, finite), finite, None, pre, topk)
 
 
 def _candidate_rows_of(costs: Tensor, computed: Tensor, pre: PreAssignment, topk: int) -> CandidateRows:
     """:func:`build_candidate_rows` when every cost outside ``computed`` is +inf.
 
     ``candidate_costs`` knows which costs it computed ([F'] distinct indices, in any order): the
-    rows then only look at those, not at all P costs (no [P] finiteness pass and compaction).
+    rows then only look at those, not at all P costs (no [P] finiteness pass and compaction, and
+    no host sync: the non-finite ones among them are set aside in the sort, not dropped).
     """
     computed_costs = costs.index_select(0, computed)  # [F']
     is_finite = computed_costs.abs() < scalar_tensor(float("inf"), costs.dtype)
-    keep = torch.nonzero(is_finite).flatten()  # host sync (size)
-    finite_costs = computed_costs.index_select(0, keep)
-    return _rows_of_finite(finite_costs, computed.index_select(0, keep), pre, topk, ascending=False)
+    return _rows_of(computed_costs, computed, is_finite, pre, topk)
 
 
-def _rows_of_finite(
-    finite_costs: Tensor, finite: Tensor, pre: PreAssignment, topk: int, ascending: bool
+def _rows_of(
+    values: Tensor, indices: Tensor, is_finite: Tensor | None, pre: PreAssignment, topk: int
 ) -> CandidateRows:
-    """The rows of :func:`build_candidate_rows` from the finite costs only.
+    """The rows of :func:`build_candidate_rows` from the costs that may be candidates.
 
     Args:
-        finite_costs: [F] the finite costs.
-        finite: [F] their distinct pre-positive indices (ascending if ``ascending``).
+        values: [F] costs.
+        indices: [F] their distinct pre-positive indices; ascending when ``is_finite`` is None.
+        is_finite: [F] bool, or None when every value is finite.
     """
-    device = finite_costs.device
+    device = values.device
     num_gts, num_levels = pre.num_gts, pre.num_levels
-    width = num_levels * topk
+    num_segments, width = num_gts * num_levels, num_levels * topk
     segment = torch.add(
-        pre.level.index_select(0, finite), pre.gt_global.index_select(0, finite), alpha=num_levels
+        pre.level.index_select(0, indices), pre.gt_global.index_select(0, indices), alpha=num_levels
     )  # [F] gt_global * L + level
     # Sort by (segment, cost, anchor order): pre-positives are in anchor order per image, so the
     # pre-positive index orders the anchors (the position in the list does the same when ascending).
-    if ascending:
-        order = stable_order(segment, finite_costs)  # [F]
+    if is_finite is None:
+        order = stable_order(segment, values)  # [F]
     else:
-        order = order_with_tiebreak(
-            segment, finite_costs, finite, num_gts * num_levels, pre.level.shape[0]
-        )  # [F]
+        # Non-finite costs go to an extra segment S: they take no rank in their own segment.
+        segment = torch.where(is_finite, segment, num_segments)
+        order = order_with_tiebreak(segment, values, indices, num_segments + 1, pre.level.shape[0])  # [F]
     sorted_segment = segment.index_select(0, order)
     rank = rank_in_segments(sorted_segment)  # [F]
-    in_topk = torch.nonzero(rank < topk).flatten()  # host sync; [M] positions in the sorted order
-    chosen = order.index_select(0, in_topk)  # [M] into F
-    kept = finite.index_select(0, chosen)  # [M] pre-positive indices
-    # Slot (GT, level * k + rank) of every kept candidate in the flattened [G, L*k] rows.
-    slot = torch.add(rank.index_select(0, in_topk), sorted_segment.index_select(0, in_topk), alpha=topk)
-    flat_costs = torch.full((num_gts * width,), float("inf"), dtype=torch.float64, device=device)
-    flat_costs.index_copy_(0, slot, finite_costs.index_select(0, chosen).to(torch.float64))
-    flat_index = torch.full((num_gts * width,), -1, dtype=torch.long, device=device)
-    flat_index.index_copy_(0, slot, kept)
+    # Slot (GT, level * k + rank) of every kept candidate in the flattened [G, L*k] rows; the
+    # others (rank >= k, segment S) land in an extra row G, dropped after the row sort. (Several
+    # entries may share a slot there: whichever is written last does not matter.)
+    slot = torch.add(rank, sorted_segment, alpha=topk)
+    slot = torch.where(rank < topk, slot, num_segments * topk)  # [F]
+    flat_costs = torch.full(((num_gts + 1) * width,), float("inf"), dtype=torch.float64, device=device)
+    flat_costs.index_copy_(0, slot, values.index_select(0, order).to(torch.float64))
+    flat_index = torch.full(((num_gts + 1) * width,), -1, dtype=torch.long, device=device)
+    flat_index.index_copy_(0, slot, indices.index_select(0, order))
     # Ascending cost per GT; equal costs keep the slot order, i.e. (level, anchor). (Costs are
     # sums of non-negative terms, so -0.0 never occurs; it would tie with +0.0 here.)
-    row_costs, permutation = flat_costs.view(num_gts, width).sort(dim=1, stable=True)
-    pre_index = flat_index.view(num_gts, width).gather(1, permutation)
+    row_costs, permutation = flat_costs.view(num_gts + 1, width).sort(dim=1, stable=True)
+    pre_index = flat_index.view(num_gts + 1, width).gather(1, permutation)[:num_gts]
     row_mask = pre_index >= 0
-    return CandidateRows(costs=row_costs, mask=row_mask, pre_index=pre_index, count=row_mask.sum(dim=1))
+    return CandidateRows(
+        costs=row_costs[:num_gts], mask=row_mask, pre_index=pre_index, count=row_mask.sum(dim=1)
+    )
 
 
 def separate_positives(component: Tensor, log_density: Tensor, mask: Tensor) -> Tensor:
