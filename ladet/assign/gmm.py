@@ -126,9 +126,9 @@ def _parameters(
     weights), each [R, 2, 1], by the EM loop's M-step ops (variance at least ``reg_covar``)."""
     mass = statistics.narrow(2, _MASS, 1)
     moments = torch.addcdiv(constants.moment_offsets, statistics.narrow(2, _SQUARE_SUM, 2), mass)
-    mean_square, means = moments.unbind(2)  # E[x^2] + reg, mean
+    mean_square, means = moments.split(1, dim=2)  # E[x^2] + reg, mean; [R, 2, 1] each
     variances = torch.addcmul(mean_square, means, means, value=-1.0).clamp_(min=reg_covar)
-    return means[:, :, None], variances[:, :, None], mass / mass.sum(dim=1, keepdim=True)
+    return means, variances, mass / mass.sum(dim=1, keepdim=True)
 
 
 @dataclass
@@ -509,20 +509,19 @@ def fit_rows(
             kept_step = torch.where(earlier, work.num_steps, kept_step)
             active_stop = torch.where(earlier, active_stop, first_stop + done)
         kept_index = torch.add(work.row_offsets, kept_step, alpha=work.num_rows)  # into [(T + 1) * R']
-        work.kept.copy_(work.flat_responsibilities.index_select(0, kept_index))  # [R', 2, S]
+        kept = work.flat_responsibilities.index_select(0, kept_index)  # [R', 2, S]
         fresh = False
         done += steps
         unfinished = active_stop >= done
         remaining = int(unfinished.sum())  # host sync, once per check
         if remaining == 0 or done >= max_iterations:
             break
-        work.previous_bound = sums.narrow(0, steps - 1, 1)
-        work.slots[0].copy_(work.slots[steps])
+        previous_bound = sums.narrow(0, steps - 1, 1)
         if active.shape[0] - remaining >= _MIN_ROWS_TO_DROP:  # shrink the working set
             if kept_statistics is None:
                 kept_statistics = shifted.new_empty((num_fitted, 2, _NUM_FIELDS))
                 row_stop = torch.empty_like(active_stop)
-            kept_statistics.index_copy_(0, active, torch.bmm(work.kept, work.features_by_sample))
+            kept_statistics.index_copy_(0, active, torch.bmm(kept, work.features_by_sample))
             row_stop.index_copy_(0, active, active_stop)
             keep = torch.nonzero(unfinished).flatten()
             active = active.index_select(0, keep)
@@ -531,19 +530,23 @@ def fit_rows(
             shrunk = _EMWorkspace(
                 work.data.select(keep),
                 None,
-                work.previous_bound.index_select(1, keep),
+                previous_bound.index_select(1, keep),
                 max_steps,
                 constants,
                 row_offsets,
             )
-            torch.index_select(work.slots[0], 0, keep, out=shrunk.slots[0])
+            torch.index_select(work.slots[steps], 0, keep, out=shrunk.slots[0])
             work = shrunk
             fresh = True
+        else:  # the same rows go on: the next chunk starts from this chunk's end
+            work.previous_bound = previous_bound
+            work.slots[0].copy_(work.slots[steps])
+            work.kept.copy_(kept)
     if done == 0:  # no iteration (max_iterations < 1): finite parameters all the same
-        work.kept.fill_(0.5)
+        kept = work.kept.fill_(0.5)
         active_stop = torch.zeros_like(active_stop)
     # Statistics of the kept E-steps ([R, 2, 6]): the product of the M-step, row by row the same.
-    statistics = torch.bmm(work.kept, work.features_by_sample)
+    statistics = torch.bmm(kept, work.features_by_sample)
     if kept_statistics is not None:  # the working set shrank
         statistics = kept_statistics.index_copy_(0, active, statistics)
         row_stop.index_copy_(0, active, active_stop)
