@@ -177,7 +177,7 @@ def _row_data(row_mask: Tensor, shifted: Tensor, count: Tensor, tolerance: float
     sample_basis = basis.narrow(2, 0, width)  # [R, 5, K]
     torch.stack([minus_half, shifted, square, valid, minus_half], dim=1, out=sample_basis)
     half_sums = sample_basis.sum(dim=2).mul_(0.5)  # [R, 5]
-    return _RowData(features, basis, half_sums.repeat(1, 2), count * tolerance)
+    return _RowData(features, basis, torch.cat([half_sums, half_sums], dim=1), count * tolerance)
 
 
 # The phantom sample's features (20 eps, 0, 0, 0, 0, -1) per (device, dtype): times its r = 1/2,
@@ -497,11 +497,13 @@ def fit_rows(
             stopped.select(0, steps).fill_(1)
         torch.lt(changes, work.data.tolerance_times_count, out=stopped_steps)
         first_stop = stopped.argmax(dim=0)  # [R'], steps if the row did not converge
-        # Kept E-step: this chunk's step of the row's first stop (its last step if it has not
-        # converged yet), or slot T (``kept``: unchanged) if it converged in an earlier chunk.
-        # Rows that converged in an earlier chunk keep their stop (a stop == done + steps means
-        # "not yet"); in a fresh working set no row has.
-        kept_step = torch.clamp(first_stop, max=steps - 1)
+        # Kept E-step: this chunk's step of the row's first stop, or slot T (``kept``: unchanged) if
+        # it converged in an earlier chunk. A row that has not converged yet reads slot ``steps``
+        # (anything: replaced at a later check), except at the iteration cap, where it keeps its
+        # last step. Rows that converged in an earlier chunk keep their stop (a stop == done +
+        # steps means "not yet"); in a fresh working set no row has.
+        last_chunk = done + steps >= max_iterations
+        kept_step = torch.clamp(first_stop, max=steps - 1) if last_chunk else first_stop
         if fresh:
             active_stop = first_stop + done if done > 0 else first_stop
         else:
@@ -514,7 +516,7 @@ def fit_rows(
         done += steps
         unfinished = active_stop >= done
         remaining = int(unfinished.sum())  # host sync, once per check
-        if remaining == 0 or done >= max_iterations:
+        if remaining == 0 or last_chunk:
             break
         previous_bound = sums.narrow(0, steps - 1, 1)
         if active.shape[0] - remaining >= _MIN_ROWS_TO_DROP:  # shrink the working set
