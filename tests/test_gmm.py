@@ -349,3 +349,112 @@ def test_no_fitted_rows_and_iteration_cap_zero():
     fit = fit_two_component_gmm(values, mask, max_iterations=0)
     assert fit.num_iterations.tolist() == [0] and not fit.converged.any()
     assert torch.isfinite(fit.means).all() and torch.isfinite(fit.log_density[mask]).all()
+
+
+def test_row_data_matches_the_padded_stack_formula():
+    # _row_data writes the per-sample features and basis straight into zeroed [R, *, S] buffers;
+    # it must give exactly the tensors (values and strides) of stacking [R, *, K] and padding the
+    # phantom column afterwards.
+    from ladet.assign import gmm
+
+    rng = np.random.default_rng(21)
+    vectors = [_random_vector(rng, index % 6).astype(np.float64) for index in range(40)] + _edge_rows(rng)
+    for width in (1, 2, 45, 50):
+        values, mask = _rows([vector[:width] for vector in vectors], width)
+        row_min = torch.where(mask, values, float("inf")).amin(dim=1, keepdim=True)
+        shifted = torch.where(mask, values - row_min, 0.0)
+        count = mask.sum(dim=1).to(torch.float64)
+        data = gmm._row_data(mask, shifted, count, 1e-3)
+        valid = mask.to(torch.float64)
+        square = shifted * shifted
+        zeros = torch.zeros_like(shifted)
+        features = torch.nn.functional.pad(
+            torch.stack([valid, square, shifted, zeros, zeros, zeros], dim=1), (0, 1)
+        )
+        features[:, 0, width] = 20.0 * torch.finfo(torch.float64).eps
+        features[:, 5, width] = -1.0
+        basis = torch.stack([valid * -0.5, shifted, square, valid, valid * -0.5], dim=1)
+        half_sums = basis.sum(dim=2).mul_(0.5)
+        basis = torch.nn.functional.pad(basis, (0, 1))
+        for ours, expected in (
+            (data.features, features),
+            (data.basis, basis),
+            (data.half_sample_sums, torch.cat([half_sums, half_sums], dim=1)),
+            (data.tolerance_times_count, count * 1e-3),
+        ):
+            assert torch.equal(ours, expected) and ours.stride() == expected.stride()
+
+
+def test_parameters_match_the_unbound_field_formula():
+    # _parameters takes (E[x^2] + reg, mean) as [R, 2, 1] columns; same numbers as the [R, 2]
+    # fields, including clamped variances and tiny masses.
+    from ladet.assign import gmm
+
+    generator = torch.Generator().manual_seed(4)
+    statistics = torch.rand(50, 2, 6, generator=generator, dtype=torch.float64) * 10.0
+    statistics[::5, :, 0] = 1e-300  # tiny mass: huge moments
+    statistics[1::5, :, 1] = statistics[1::5, :, 2] ** 2 / statistics[1::5, :, 0]  # zero variance -> reg
+    constants = gmm._EMConstants(statistics, 1e-6)
+    means, variances, weights = gmm._parameters(statistics, constants, 1e-6)
+    mass = statistics[:, :, 0:1]
+    moments = torch.addcdiv(constants.moment_offsets, statistics[:, :, 1:3], mass)
+    mean_square, expected_means = moments.unbind(2)
+    expected_variances = torch.addcmul(mean_square, expected_means, expected_means, value=-1.0).clamp_(
+        min=1e-6
+    )
+    assert torch.equal(means, expected_means[:, :, None])
+    assert torch.equal(variances, expected_variances[:, :, None])
+    assert torch.equal(weights, mass / mass.sum(dim=1, keepdim=True))
+    assert means.shape == variances.shape == weights.shape == (50, 2, 1)
+
+
+def test_constants_are_cached_per_device_dtype_and_reg_covar():
+    from ladet.assign import gmm
+
+    like = torch.zeros(3, dtype=torch.float64)
+    first = gmm._em_constants(like, 1e-6)
+    assert gmm._em_constants(like, 1e-6) is first
+    other = gmm._em_constants(like, 1e-3)
+    assert other is not first
+    torch.testing.assert_close(other.moment_offsets, torch.tensor([1e-3, 0.0], dtype=torch.float64))
+    assert torch.equal(first.difference_matrix, gmm._EMConstants(like, 1e-6).difference_matrix)
+
+
+@pytest.mark.parametrize(
+    "num_rows, kinds", [(5, (0, 1, 2)), (12, (1, 5)), (40, (1,)), (80, (0, 1, 2, 3, 4, 5))]
+)
+@pytest.mark.parametrize(
+    "first_check, check_every, max_iterations", [(3, 8, 100), (3, 8, 13), (2, 5, 100), (4, 4, 9)]
+)
+def test_working_set_paths_do_not_change_the_answer(
+    num_rows, kinds, first_check, check_every, max_iterations, monkeypatch
+):
+    # Sets too small to ever shrink run in one workspace (a short first chunk on a prefix of its
+    # records); larger sets that do not shrink at the first check move to a longer workspace
+    # (carrying the kept records); others shrink, possibly twice. Every path must give exactly the
+    # answer of checking after every iteration.
+    from ladet.assign import gmm
+
+    builds = []
+
+    class RecordingWorkspace(gmm._EMWorkspace):
+        def __init__(self, data, start, previous_bound, num_steps, constants, row_offsets=None):
+            builds.append((data.features.shape[0], num_steps, start is not None))
+            super().__init__(data, start, previous_bound, num_steps, constants, row_offsets)
+
+    rng = np.random.default_rng(num_rows)
+    values, mask = _rows([_random_vector(rng, kinds[index % len(kinds)]) for index in range(num_rows)])
+    reference = fit_two_component_gmm(values, mask, max_iterations, check_every=1, first_check=1)
+    monkeypatch.setattr(gmm, "_EMWorkspace", RecordingWorkspace)
+    fit = fit_two_component_gmm(
+        values, mask, max_iterations, check_every=check_every, first_check=first_check
+    )
+    assert torch.equal(fit.num_iterations, reference.num_iterations)
+    assert torch.equal(fit.converged, reference.converged)
+    assert torch.equal(fit.component, reference.component)
+    for name in ("means", "variances", "weights", "log_density"):
+        assert torch.equal(getattr(fit, name), getattr(reference, name)), name
+    if num_rows < 16:  # one workspace, made for the longest chunk
+        assert builds == [(num_rows, min(max(first_check, check_every), max_iterations), False)]
+    if num_rows == 40 and (first_check, check_every, max_iterations) == (3, 8, 100):
+        assert (num_rows, 8, True) in builds  # the longer-chunk workspace of the same rows
