@@ -90,7 +90,9 @@ def order_with_tiebreak(
 
     Args:
         primary: [M] long in [0, num_primary).
-        secondary: [M] values without NaN (-0.0 before +0.0 for float32, as ``stable_order``).
+        secondary: [M] values (-0.0 before +0.0 for float32, as ``stable_order``); a NaN keeps
+            its primary but takes an unspecified place inside it (callers give those a primary
+            of their own, whose order does not matter).
         tiebreak: [M] distinct long in [0, tiebreak_bound).
         num_primary, tiebreak_bound: host-side bounds (no host sync).
     """
