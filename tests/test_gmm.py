@@ -458,3 +458,22 @@ def test_working_set_paths_do_not_change_the_answer(
         assert builds == [(num_rows, min(max(first_check, check_every), max_iterations), False)]
     if num_rows == 40 and (first_check, check_every, max_iterations) == (3, 8, 100):
         assert (num_rows, 8, True) in builds  # the longer-chunk workspace of the same rows
+
+
+def test_non_finite_entries_of_every_kind_are_masked_out():
+    # NaN, +inf and -inf entries under a True mask are left out (|x| < inf is the finiteness test);
+    # a large finite value stays in.
+    vectors = [np.array([0.5, 0.6, 0.7, 3.0, 3.2, 3.1])]
+    values, mask = _rows(vectors, width=10)
+    reference = fit_two_component_gmm(values, mask)
+    dirty, dirty_mask = values.clone(), mask.clone()
+    dirty[0, 6:9] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=torch.float64)
+    dirty_mask[0, 6:9] = True
+    fit = fit_two_component_gmm(dirty, dirty_mask)
+    for name in ("component", "log_density", "means", "variances", "weights", "num_iterations", "converged"):
+        assert torch.equal(getattr(fit, name), getattr(reference, name)), name
+    huge = values.clone()
+    huge[0, 6] = 1e6
+    huge_mask = mask.clone()
+    huge_mask[0, 6] = True
+    assert torch.isfinite(fit_two_component_gmm(huge, huge_mask).log_density[0, 6])

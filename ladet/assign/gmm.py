@@ -126,7 +126,7 @@ def _parameters(
     weights), each [R, 2, 1], by the EM loop's M-step ops (variance at least ``reg_covar``)."""
     mass = statistics.narrow(2, _MASS, 1)
     moments = torch.addcdiv(constants.moment_offsets, statistics.narrow(2, _SQUARE_SUM, 2), mass)
-    mean_square, means = moments.split(1, dim=2)  # E[x^2] + reg, mean; [R, 2, 1] each
+    mean_square, means = moments.unsqueeze(3).unbind(2)  # E[x^2] + reg, mean; [R, 2, 1] each
     variances = torch.addcmul(mean_square, means, means, value=-1.0).clamp_(min=reg_covar)
     return means, variances, mass / mass.sum(dim=1, keepdim=True)
 
@@ -423,7 +423,8 @@ def fit_rows(
     """
     device = values.device
     values64 = values.to(torch.float64)
-    mask = mask & torch.isfinite(values64)
+    # |x| < inf is isfinite (NaN compares false) in two kernels instead of isfinite's four.
+    mask = mask & (values64.abs() < math.inf)
     count = mask.sum(dim=1)  # [G]
     # Only the rows with values are fitted (R of them).
     rows = torch.nonzero(count).flatten()  # [R] (host sync)
