@@ -468,8 +468,9 @@ def fit_rows(
     _initial_coefficients(row_count, shifted.amax(dim=1), out=work.slots[0])
     # Kept statistics (sum r, ...) and stops of the rows that left the working set, [R, 2, 6] and
     # [R], made at the first shrink: 12 numbers a row to scatter instead of the 2 S responsibilities.
+    # If the set never shrinks, the last check's records are every row's.
     kept_statistics: Tensor | None = None
-    row_stop = active_stop
+    row_stop = active_stop  # replaced by the [R] buffer at the first shrink
     done = 0
     while num_fitted > 0 and done < max_iterations:
         steps = min(first_check if done == 0 else check_every, max_iterations - done)
