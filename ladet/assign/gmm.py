@@ -425,7 +425,7 @@ def fit_rows(
     values64 = values.to(torch.float64)
     # |x| < inf is isfinite (NaN compares false) in two kernels instead of isfinite's four.
     mask = mask & (values64.abs() < math.inf)
-    count = mask.sum(dim=1)  # [G]
+    count = mask.sum(dim=1, dtype=torch.float64)  # [G], exact (integers far below 2^53)
     # Only the rows with values are fitted (R of them).
     rows = torch.nonzero(count).flatten()  # [R] (host sync)
     if rows.shape[0] == values.shape[0]:  # every row has values (PAA's usual case): no gather
@@ -434,7 +434,6 @@ def fit_rows(
         row_mask = mask.index_select(0, rows)  # [R, K]
         row_values = values64.index_select(0, rows)
         row_count = count.index_select(0, rows)
-    row_count = row_count.to(torch.float64)
     # Shift every row by its minimum (EM is shift-equivariant; see the module docstring).
     row_min = torch.where(row_mask, row_values, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
     shifted = torch.where(row_mask, row_values - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
