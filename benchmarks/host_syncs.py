@@ -172,7 +172,9 @@ def stage_labels(counter: HostSyncCounter) -> Iterator[None]:
     replaced = {
         (paa_module, "pre_assign"): "pre_assign",
         (paa_module, "candidate_costs"): "costs",
+        (paa_module, "candidate_costs_and_indices"): "costs",
         (paa_module, "build_candidate_rows"): "candidate_rows",
+        (paa_module, "_candidate_rows_of"): "candidate_rows",
         (paa_module, "fit_rows"): "gmm",
         (paa_module, "build_result"): "build_result",
     }
