@@ -17,21 +17,22 @@ medians over ``--repeats`` rounds and ``speedup`` is the median of the per-round
 a shared host whose speed drifts during the run (seen here: 2x within minutes) hits both sides of
 every ratio alike.
 
-Measured 2026-12-01 on the shared 2-core x86-64 dev machine (AVX-512, torch 2.14.1, sklearn 1.9.1),
-``OMP_NUM_THREADS=1 ... --repeats 7``, two runs, each next to the session-start code (same script)::
+Measured 2026-12-01 (second session of the day) on the shared 2-core x86-64 dev machine (torch
+2.14.1, sklearn 1.9.1), ``OMP_NUM_THREADS=1 ... --repeats 9``, two runs, each next to a run of the
+code of the session start (same script, same minutes)::
 
-    now:    gts=5 speedup=6.9 / 7.1   gts=20 speedup=20.9 / 20.4   gts=50 speedup=40.8 / 42.6
-    before: gts=5 speedup=5.6 / 5.7   gts=20 speedup=16.5 / 16.0   gts=50 speedup=28.2 / 28.5
-    e.g.    gts=20 ladet_s=0.0070 reference_s=0.1399 speedup=20.4 agree=1.000
-            gts=50 ladet_s=0.0103 reference_s=0.4375 speedup=42.6 agree=1.000
+    now:    gts=5 speedup=8.8 / 8.6   gts=20 speedup=23.2 / 23.2   gts=50 speedup=43.6 / 47.7
+    before: gts=5 speedup=6.7 / 7.2   gts=20 speedup=18.5 / 18.6   gts=50 speedup=35.9 / 38.3
+    e.g.    gts=20 ladet_s=0.0050 reference_s=0.1176 speedup=23.2 agree=1.000
+            gts=50 ladet_s=0.0079 reference_s=0.3482 speedup=43.6 agree=1.000
 
-Where ladet's time goes at 20 / 50 GTs per image (share of the op time): IoU pre-assignment
-~20 % (separable window IoUs over E = 12k / 32k (GT, anchor) pairs, one scatter of packed keys),
-costs ~30 % (box term and GT-class focal term for all P = 7.5k / 17.6k pre-positives, 80-class
-sums for ~750 / 1,900 rows), candidate rows ~7 %, GMM ~35 %. Every stage is now bound by
-eager-op dispatch and by memory-bound gathers (nonzero, index_select) rather than arithmetic:
-the GMM runs 17 small ops per EM iteration whatever the number of rows, and the slowest row
-needs 25 / 32 iterations (75 % of the rows stop after 3).
+Where ladet's time goes at 50 GTs per image (share of the time / aten ops per call, ~1,065 ops in
+all): IoU pre-assignment ~25 % / 220 (separable window IoUs over 32k (GT, anchor) pairs, one
+scatter of packed keys), costs ~36 % / 195 (box term and GT-class focal term for all 17.6k
+pre-positives, 80-class sums for ~1,950 rows), candidate rows ~6 % / 39, GMM ~33 % / 596 (35 EM
+iterations of 9 ops for the slowest rows, plus convergence checks and working-set shrinks). Every
+stage is bound by eager-op dispatch (~1.5-4 us per op here) and by memory-bound passes and gathers
+over P-sized tensors, not by arithmetic.
 
 Run: ``.venv/bin/python benchmarks/assign.py [--repeats 5] [--gts 5 20 50]``
 """

@@ -4,7 +4,7 @@ Same inputs as ``benchmarks/assign.py`` (two 800x1333 images, 22 400 anchors eac
 COCO-like GTs, fixed seeds), one CPU thread, under ``torch.inference_mode`` (as inside
 ``PAAAssigner``). Prints one line per GT count::
 
-    gts=20 pre_positives=7480 window_ms=1.84 dense_ms=19.94
+    gts=20 pre_positives=7480 window_ms=0.99 dense_ms=11.88
 
 Times are CPU milliseconds of this process (``time.process_time``), median of ``--repeats`` runs
 after a warm-up (the line above: shared 2-core dev machine under load, 2026-12-01). The window
