@@ -171,7 +171,6 @@ def stage_labels(counter: HostSyncCounter) -> Iterator[None]:
 
     replaced = {
         (paa_module, "pre_assign"): "pre_assign",
-        (paa_module, "candidate_costs"): "costs",
         (paa_module, "candidate_costs_and_indices"): "costs",
         (paa_module, "build_candidate_rows"): "candidate_rows",
         (paa_module, "_candidate_rows_of"): "candidate_rows",

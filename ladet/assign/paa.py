@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ladet.assign.costs import BoxDecoder, anchor_costs, candidate_costs, candidate_costs_and_indices
+from ladet.assign.costs import BoxDecoder, anchor_costs, candidate_costs_and_indices
 from ladet.assign.gmm import fit_rows
 from ladet.assign.inference import inference_internals
 from ladet.assign.max_iou import PreAssignment, pre_assign
@@ -305,7 +305,12 @@ class PAAAssigner:
     def candidate_costs(self, outputs: HeadOutputs, grid: AnchorGrid, pre: PreAssignment) -> Tensor:
         """[P] costs where they can reach the per-(GT, level) top-k, +inf elsewhere: the same
         selection as :meth:`costs` at a fraction of the [P, C] work (see ``candidate_costs``)."""
-        return candidate_costs(
+        return self._candidate_costs_and_indices(outputs, grid, pre)[0]
+
+    def _candidate_costs_and_indices(
+        self, outputs: HeadOutputs, grid: AnchorGrid, pre: PreAssignment
+    ) -> tuple[Tensor, Tensor]:
+        return candidate_costs_and_indices(
             outputs,
             grid,
             self.box_coder,
@@ -318,13 +323,17 @@ class PAAAssigner:
 
     def select_positives(self, costs: Tensor, pre: PreAssignment) -> Tensor:
         """[P] costs -> [P] bool final positives (§1.5 C-D)."""
-        return select_positives(
+        return self._select_positives(costs, None, pre)
+
+    def _select_positives(self, costs: Tensor, computed: Tensor | None, pre: PreAssignment) -> Tensor:
+        return _select_positives(
             costs,
+            computed,
             pre,
-            topk=self.config.topk,
-            max_iterations=self.config.gmm_max_iterations,
-            tolerance=self.config.gmm_tolerance,
-            reg_covar=self.config.gmm_reg_covar,
+            self.config.topk,
+            self.config.gmm_max_iterations,
+            self.config.gmm_tolerance,
+            self.config.gmm_reg_covar,
         )
 
     def build_result(self, pre: PreAssignment, positive: Tensor, valid_mask: Tensor) -> AssignResult:
@@ -346,25 +355,8 @@ class PAAAssigner:
         """
         pre = self.pre_assign(grid, valid_mask, gt_boxes, gt_labels)
         # The costs step hands over which costs it computed: the selection skips the others.
-        costs, computed = candidate_costs_and_indices(
-            outputs,
-            grid,
-            self.box_coder,
-            pre,
-            self.focal_alpha,
-            self.focal_gamma,
-            self.config.cost_box_weight,
-            self.config.topk,
-        )
-        positive = _select_positives(
-            costs,
-            computed,
-            pre,
-            self.config.topk,
-            self.config.gmm_max_iterations,
-            self.config.gmm_tolerance,
-            self.config.gmm_reg_covar,
-        )
+        costs, computed = self._candidate_costs_and_indices(outputs, grid, pre)
+        positive = self._select_positives(costs, computed, pre)
         return pre, positive
 
     @torch.no_grad()
