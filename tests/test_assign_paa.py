@@ -288,6 +288,18 @@ def test_stable_order_matches_python_sorted():
         assert stable_order(primary, values).tolist() == expected, trial
 
 
+def _random_pre_assignment(generator: torch.Generator, max_per_image: int) -> PreAssignment:
+    """A random pre-assignment of 2 images (0-3 GTs each, levels 0-2 in anchor order)."""
+    num_gts = [int(torch.randint(0, 4, (1,), generator=generator)) for _ in range(2)]
+    image, gt_local, level = [], [], []
+    for image_index, count in enumerate(num_gts):
+        size = int(torch.randint(0, max_per_image, (1,), generator=generator)) if count else 0
+        image += [image_index] * size
+        gt_local += torch.randint(0, max(count, 1), (size,), generator=generator).tolist()
+        level += sorted(torch.randint(0, 3, (size,), generator=generator).tolist())
+    return _pre(image, gt_local, level, num_gts, num_levels=3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_candidate_rows_match_a_per_gt_loop_with_non_finite_costs_and_ties(dtype):
     # Random pre-assignments (2 images, levels in anchor order), costs with ties, +-inf, NaN and
@@ -295,22 +307,16 @@ def test_candidate_rows_match_a_per_gt_loop_with_non_finite_costs_and_ties(dtype
     # (cost, level, anchor); non-finite costs (-inf included) are never candidates.
     generator = torch.Generator().manual_seed(10)
     for trial in range(40):
-        num_gts = [int(torch.randint(0, 4, (1,), generator=generator)) for _ in range(2)]
-        image, gt_local, level = [], [], []
-        for image_index, count in enumerate(num_gts):
-            size = int(torch.randint(0, 25, (1,), generator=generator)) if count else 0
-            image += [image_index] * size
-            gt_local += torch.randint(0, max(count, 1), (size,), generator=generator).tolist()
-            level += sorted(torch.randint(0, 3, (size,), generator=generator).tolist())
-        pre = _pre(image, gt_local, level, num_gts, num_levels=3)
-        costs = torch.round(torch.rand(len(image), generator=generator, dtype=dtype) * 8) / 4
-        special = torch.rand(len(image), generator=generator)
+        pre = _random_pre_assignment(generator, max_per_image=25)
+        size = pre.num_pre_positives
+        costs = torch.round(torch.rand(size, generator=generator, dtype=dtype) * 8) / 4
+        special = torch.rand(size, generator=generator)
         costs[special < 0.1] = float("inf")
         costs[(special >= 0.1) & (special < 0.15)] = -float("inf")
         costs[(special >= 0.15) & (special < 0.2)] = float("nan")
         costs[(special >= 0.2) & (special < 0.25)] = -0.0
         rows = build_candidate_rows(costs, pre, topk=3)
-        for gt in range(sum(num_gts)):
+        for gt in range(pre.num_gts):
             # (cost, level, rank in level, index); inside a level, float32 keys order -0.0 before +0.0
             # (bit order of the packed sort key), float64 ones tie them (then by index)
             signed = dtype == torch.float32
@@ -318,8 +324,10 @@ def test_candidate_rows_match_a_per_gt_loop_with_non_finite_costs_and_ties(dtype
             for lv in range(3):
                 members = [
                     i
-                    for i in range(len(image))
-                    if int(pre.gt_global[i]) == gt and level[i] == lv and bool(torch.isfinite(costs[i]))
+                    for i in range(size)
+                    if int(pre.gt_global[i]) == gt
+                    and int(pre.level[i]) == lv
+                    and bool(torch.isfinite(costs[i]))
                 ]
                 members.sort(key=lambda i: (float(costs[i]), signed and not bool(torch.signbit(costs[i])), i))
                 chosen += [(float(costs[i]), lv, rank, i) for rank, i in enumerate(members[:3])]
@@ -373,15 +381,8 @@ def test_rows_from_the_computed_indices_equal_the_rows_from_all_costs(dtype):
 
     generator = torch.Generator().manual_seed(11)
     for trial in range(40):
-        num_gts = [int(torch.randint(0, 4, (1,), generator=generator)) for _ in range(2)]
-        image, gt_local, level = [], [], []
-        for image_index, count in enumerate(num_gts):
-            size = int(torch.randint(0, 30, (1,), generator=generator)) if count else 0
-            image += [image_index] * size
-            gt_local += torch.randint(0, max(count, 1), (size,), generator=generator).tolist()
-            level += sorted(torch.randint(0, 3, (size,), generator=generator).tolist())
-        pre = _pre(image, gt_local, level, num_gts, num_levels=3)
-        size = len(image)
+        pre = _random_pre_assignment(generator, max_per_image=30)
+        size = pre.num_pre_positives
         computed = torch.randperm(size, generator=generator)[
             : int(torch.randint(0, size + 1, (1,), generator=generator))
         ]
@@ -393,7 +394,7 @@ def test_rows_from_the_computed_indices_equal_the_rows_from_all_costs(dtype):
         values[(special >= 0.15) & (special < 0.2)] = float("nan")
         values[(special >= 0.2) & (special < 0.3)] = -0.0
         costs[computed] = values
-        if sum(num_gts) == 0:
+        if pre.num_gts == 0:
             continue
         expected = build_candidate_rows(costs, pre, topk=3)
         rows = _candidate_rows_of(costs, computed, pre, topk=3)
