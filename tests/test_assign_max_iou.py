@@ -12,6 +12,7 @@ from ladet.assign.max_iou import pre_assign
 from ladet.models.anchors import AnchorGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from pre_assign import PRE_ASSIGNMENT_FIELDS  # noqa: E402
 from reference_paa import reference_pre_assign  # noqa: E402
 
 
@@ -164,16 +165,6 @@ def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
     assert sparse.gt_index.tolist() == [[0, 0, -1, 0]]
 
 
-_FIELDS = (
-    "gt_index",
-    "image_index",
-    "anchor_index",
-    "gt_local",
-    "gt_global",
-    "level",
-    "labels",
-    "box_targets",
-)
 
 
 def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], snap: bool = False):
@@ -216,7 +207,7 @@ def test_sparse_path_is_bit_identical_to_dense(scale, threshold, partial_valid):
         dense = pre_assign(*arguments)
         sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
         assert (dense.gt_index >= 0).sum() > 20
-        for field in _FIELDS:
+        for field in PRE_ASSIGNMENT_FIELDS:
             expected, actual = getattr(dense, field), getattr(sparse, field)
             assert actual.dtype == expected.dtype and torch.equal(actual, expected), (field, seed)
         assert sparse.num_gts_per_image == dense.num_gts_per_image == [9, 0, 25]
@@ -240,7 +231,7 @@ def test_sparse_path_single_gt_and_gts_outside_the_image():
         arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
         dense = pre_assign(*arguments)
         sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-        for field in _FIELDS:
+        for field in PRE_ASSIGNMENT_FIELDS:
             assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
 
 
@@ -266,7 +257,7 @@ def test_sparse_path_with_anchor_extents_that_vary_along_the_grid():
         arguments = (anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
         dense = pre_assign(*arguments)
         sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-        for field in _FIELDS:
+        for field in PRE_ASSIGNMENT_FIELDS:
             assert torch.equal(getattr(sparse, field), getattr(dense, field)), (field, seed)
 
 
@@ -311,7 +302,7 @@ def test_thresholds_outside_the_window_path_use_the_dense_answer(threshold):
     arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index, 5)
     dense = pre_assign(*arguments)
     sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-    for field in _FIELDS:
+    for field in PRE_ASSIGNMENT_FIELDS:
         assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
 
 
@@ -384,7 +375,7 @@ def test_window_path_accepts_finite_boxes_whose_float32_size_overflows():
     arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 2)
     dense = pre_assign(*arguments)
     sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-    for field in _FIELDS:
+    for field in PRE_ASSIGNMENT_FIELDS:
         assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
 
 
@@ -436,6 +427,6 @@ def test_window_path_int64_pair_enumeration_matches_int32(monkeypatch):
     wide = pre_assign(*arguments, **extra)
     dense = pre_assign(*arguments)
     assert (dense.gt_index >= 0).sum() > 20
-    for field in _FIELDS:
+    for field in PRE_ASSIGNMENT_FIELDS:
         assert torch.equal(getattr(narrow, field), getattr(dense, field)), field
         assert torch.equal(getattr(wide, field), getattr(dense, field)), field

@@ -185,6 +185,24 @@ def test_segment_helpers_order_keys_and_ranks():
     ]
 
 
+def _random_segments(generator: torch.Generator, ties: bool) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Random (segment [M], values [M], topk, number of segments): values over 78 decades or, with
+    ``ties``, on a coarse grid (-0.0 included); ~10 % +inf and ~5 % -inf."""
+    size = int(torch.randint(1, 300, (1,), generator=generator))
+    num_segments = int(torch.randint(1, 25, (1,), generator=generator))
+    segment = torch.randint(0, num_segments, (size,), generator=generator)
+    values = torch.randn(size, generator=generator) * 10.0 ** float(
+        torch.randint(-40, 38, (1,), generator=generator)
+    )
+    if ties:
+        values = torch.round(torch.randn(size, generator=generator) * 2) / 2
+    special = torch.rand(size, generator=generator)
+    values[special < 0.1] = float("inf")
+    values[special > 0.95] = -float("inf")
+    topk = int(torch.randint(1, 12, (1,), generator=generator))
+    return segment, values, topk, num_segments
+
+
 @pytest.mark.parametrize("num_buckets", [1, 3, 64])
 def test_segment_topk_mask_prefilter_matches_full_sort(num_buckets):
     # The bucket pre-filter must not change the mask: compare with ranks from one full sort, on
@@ -193,19 +211,8 @@ def test_segment_topk_mask_prefilter_matches_full_sort(num_buckets):
 
     generator = torch.Generator().manual_seed(3)
     for trial in range(300):
-        size = int(torch.randint(1, 300, (1,), generator=generator))
-        segment = torch.randint(
-            0, int(torch.randint(1, 25, (1,), generator=generator)), (size,), generator=generator
-        )
-        values = torch.randn(size, generator=generator) * 10.0 ** float(
-            torch.randint(-40, 38, (1,), generator=generator)
-        )
-        if trial % 3 == 0:
-            values = torch.round(torch.randn(size, generator=generator) * 2) / 2  # many ties, -0.0 too
-        special = torch.rand(size, generator=generator)
-        values[special < 0.1] = float("inf")
-        values[special > 0.95] = -float("inf")
-        topk = int(torch.randint(1, 12, (1,), generator=generator))
+        segment, values, topk, _ = _random_segments(generator, ties=trial % 3 == 0)
+        size = segment.shape[0]
         order = stable_order(segment, values)
         expected = torch.zeros(size, dtype=torch.bool)
         expected[order] = rank_in_segments(segment[order]) < topk
@@ -222,18 +229,8 @@ def test_segment_topk_candidates_is_a_closed_superset_of_the_topk(num_buckets):
     assert segment_topk_candidates(torch.zeros(0, dtype=torch.long), torch.zeros(0), 3).numel() == 0
     generator = torch.Generator().manual_seed(4)
     for trial in range(300):
-        size = int(torch.randint(1, 300, (1,), generator=generator))
-        num_segments = int(torch.randint(1, 25, (1,), generator=generator))
-        segment = torch.randint(0, num_segments, (size,), generator=generator)
-        values = torch.randn(size, generator=generator) * 10.0 ** float(
-            torch.randint(-40, 38, (1,), generator=generator)
-        )
-        if trial % 3 == 0:
-            values = torch.round(torch.randn(size, generator=generator) * 2) / 2  # many ties, -0.0 too
-        special = torch.rand(size, generator=generator)
-        values[special < 0.1] = float("inf")
-        values[special > 0.95] = -float("inf")
-        topk = int(torch.randint(1, 12, (1,), generator=generator))
+        segment, values, topk, num_segments = _random_segments(generator, ties=trial % 3 == 0)
+        size = segment.shape[0]
         kept = segment_topk_candidates(segment, values, topk, num_buckets, num_segments=num_segments)
         assert torch.equal(kept, kept.sort().values) and torch.equal(kept, kept.unique()), trial
         mask = torch.zeros(size, dtype=torch.bool)
