@@ -17,7 +17,7 @@ Two ways of counting:
 
 Prints one line per GT count::
 
-    gts=20 syncs_total=19 pre_assign=2 costs=3 candidate_rows=2 gmm=7 build_result=0 other=0 cuda_warnings=n/a
+    gts=20 syncs_total=10 pre_assign=3 costs=2 candidate_rows=0 gmm=5 build_result=0 other=0 cuda_warnings=n/a
 
 ``gmm`` grows with the number of EM *checks* (one per check, one more per working-set shrink),
 which depends on how many iterations the slowest row needs (at most ``max_iter``), not on the GT

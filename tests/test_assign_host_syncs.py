@@ -60,9 +60,9 @@ def test_counter_counts_each_synchronising_operation_once(inference: bool) -> No
 
 
 def _gmm_sync_bound(config: AssignerConfig, first_check: int = 3, check_every: int = 8) -> int:
-    """fit_rows: one sync for its row count, one per convergence check, one more per shrink."""
+    """fit_rows: one sync per convergence check, one more per shrink of the working set."""
     checks = 1 + math.ceil((config.gmm_max_iterations - first_check) / check_every)
-    return 1 + 2 * checks
+    return 2 * checks
 
 
 def test_assignment_host_syncs_do_not_grow_with_the_gt_count() -> None:

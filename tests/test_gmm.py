@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ladet.assign.gmm import fit_two_component_gmm
+from ladet.assign.gmm import fit_rows, fit_two_component_gmm
 from ladet.assign.paa import separate_positives
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -79,6 +79,10 @@ def test_degenerate_rows_are_finite_and_rows_are_independent():
     positive = separate_positives(fit.component, fit.log_density, mask)
     assert positive[0].tolist() == [True] + [False] * 44  # peak tie -> the lowest cost only
     assert not positive[7].any()
+    # The empty row: the defaults, no iteration.
+    assert fit.means[7].tolist() == [0.0, 0.0] and fit.variances[7].tolist() == [1.0, 1.0]
+    assert fit.weights[7].tolist() == [0.5, 0.5]
+    assert int(fit.num_iterations[7]) == 0 and not bool(fit.converged[7])
     # Fitting each row alone gives the same answer as fitting them together (frozen rows).
     for row in range(len(rows)):
         alone = fit_two_component_gmm(values[row : row + 1], mask[row : row + 1])
@@ -346,6 +350,12 @@ def test_no_fitted_rows_and_iteration_cap_zero():
     fit = fit_two_component_gmm(values, torch.zeros(3, 5, dtype=torch.bool))
     assert fit.num_iterations.tolist() == [0, 0, 0] and not fit.converged.any()
     assert torch.isinf(fit.log_density).all() and (fit.component == 0).all()
+    # fit_rows fits rows without values too (no host sync to find the others): they stop at the
+    # second iteration and never keep the loop going.
+    with torch.inference_mode():
+        row_fit = fit_rows(values, torch.zeros(3, 5, dtype=torch.bool))
+    assert row_fit.num_iterations.tolist() == [2, 2, 2] and row_fit.converged.all()
+    assert not row_fit.component.any() and torch.isinf(row_fit.log_density).all()
     rows = [np.array([0.5, 0.6, 4.0, 4.1])]
     values, mask = _rows(rows)
     fit = fit_two_component_gmm(values, mask, max_iterations=0)

@@ -373,17 +373,18 @@ def _bound_sums(work: _EMWorkspace, num_steps: int) -> Tensor:
 
 @dataclass
 class RowFit:
-    """:func:`fit_rows`' result for the R rows that have at least one valid entry.
+    """:func:`fit_rows`' result for all G rows (R = G).
+
+    A row without a valid entry gets component False and log-density -inf everywhere; its other
+    fields mean nothing (:func:`fit_two_component_gmm` replaces them with its defaults).
 
     Attributes:
-        rows: [R] long, indices of the fitted rows in the input.
         component: [R, K] bool, True for component 1 (ties -> component 0); False on masked entries.
         log_density: [R, K] float64 mixture log-density; -inf on masked entries.
         means, variances, weights: [R, 2, 1] float64 each (means in the input's scale).
         num_iterations: [R] long; converged: [R] bool.
     """
 
-    rows: Tensor
     component: Tensor
     log_density: Tensor
     means: Tensor
@@ -416,30 +417,28 @@ def fit_rows(
     check_every: int = 8,
     first_check: int = 3,
 ) -> RowFit:
-    """The fit of :func:`fit_two_component_gmm`, returned for the rows with values only.
-
-    Callers that only need the rows they asked for (``select_positives``) skip the scatter back
-    to [G, ...]. Same arguments as :func:`fit_two_component_gmm`; run it under inference mode.
+    """The fit of :func:`fit_two_component_gmm` in the loop's own layout (parameters [R, 2, 1],
+    component bool), without the defaults for rows without values (``select_positives`` masks
+    those rows anyway). Same arguments as :func:`fit_two_component_gmm`; run it under inference
+    mode.
     """
     device = values.device
     values64 = values.to(torch.float64)
     # |x| < inf is isfinite (NaN compares false) in two kernels instead of isfinite's four.
     mask = mask & (values64.abs() < math.inf)
-    count = mask.sum(dim=1, dtype=torch.float64)  # [G], exact (integers far below 2^53)
-    # Only the rows with values are fitted (R of them).
-    rows = torch.nonzero(count).flatten()  # [R] (host sync)
-    if rows.shape[0] == values.shape[0]:  # every row has values (PAA's usual case): no gather
-        row_mask, row_values, row_count = mask, values64, count
-    else:
-        row_mask = mask.index_select(0, rows)  # [R, K]
-        row_values = values64.index_select(0, rows)
-        row_count = count.index_select(0, rows)
+    # Every row is fitted, also one without values (no host sync to find the others): its samples
+    # are all masked, so with a count of 1 in the initial weights and the tolerance its two
+    # components stay equal and finite and its bound constant; it converges at the second
+    # iteration. Counts are exact (integers far below 2^53).
+    row_count = mask.sum(dim=1, dtype=torch.float64).clamp_(min=1.0)  # [R] (R = G)
+    row_mask = mask
     # Shift every row by its minimum (EM is shift-equivariant; see the module docstring).
-    row_min = torch.where(row_mask, row_values, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
-    shifted = torch.where(row_mask, row_values - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
+    row_min = torch.where(row_mask, values64, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
+    shifted = torch.where(row_mask, values64 - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
     all_rows = _row_data(row_mask, shifted, row_count, tolerance)
 
-    num_fitted = rows.shape[0]
+    num_fitted = values.shape[0]
+    rows = torch.arange(num_fitted, device=device)
     # Working set: the rows still iterating, as indices into the R fitted rows, with their stops.
     # Every ``check_every`` iterations each row's first converged step is found and its
     # responsibilities kept (in the workspace's ``kept`` slot); finished rows keep iterating
@@ -448,8 +447,8 @@ def fit_rows(
     # length up to its T (a prefix of its records); the first one is made for ``first_check``
     # iterations only (most rows finish there, then the set shrinks) unless the set has too few
     # rows to ever shrink.
-    active = torch.arange(num_fitted, device=device)
-    row_offsets = active  # 0, 1, 2, ...: every workspace's row offsets are a prefix
+    active = rows
+    row_offsets = rows  # 0, 1, 2, ...: every workspace's row offsets are a prefix
     # [R'] stop of every working row: the 0-based iteration at which it converged (== the
     # iterations done if it did not); set by the first check.
     active_stop = row_offsets
@@ -564,7 +563,6 @@ def fit_rows(
     first, second = weighted.unbind(1)
     log_density = torch.where(row_mask, torch.logaddexp(first, second), -float("inf"))  # [R, K]
     return RowFit(
-        rows=rows,
         component=(second > first) & row_mask,
         log_density=log_density,
         means=means + row_min[:, :, None],
@@ -626,18 +624,16 @@ def fit_two_component_gmm(
         8 if check_every is None else check_every,
         first_check,
     )
-    # Scatter the fitted rows into the [G, ...] results.
-    num_rows, width = values.shape
-    component = fit.component.new_zeros((num_rows, width)).index_copy_(0, fit.rows, fit.component).long()
-    log_density = fit.log_density.new_full((num_rows, width), -float("inf"))
-    log_density.index_copy_(0, fit.rows, fit.log_density)
-    parameters = fit.means.new_tensor([0.0, 1.0, 0.5]).expand(num_rows, 2, 3).clone()  # rows without values
-    parameters.index_copy_(0, fit.rows, torch.cat([fit.means, fit.variances, fit.weights], dim=2))
-    num_iterations = fit.num_iterations.new_zeros(num_rows).index_copy_(0, fit.rows, fit.num_iterations)
-    converged = fit.converged.new_zeros(num_rows).index_copy_(0, fit.rows, fit.converged)
+    # Rows without values: means 0, variances 1, weights 0.5, no iteration.
+    has_values = (mask & torch.isfinite(values)).any(dim=1)  # [G]
+    fitted = torch.cat([fit.means, fit.variances, fit.weights], dim=2)  # [G, 2, 3]
+    defaults = fit.means.new_tensor([0.0, 1.0, 0.5]).expand_as(fitted)
+    parameters = torch.where(has_values[:, None, None], fitted, defaults)
+    num_iterations = torch.where(has_values, fit.num_iterations, 0)
+    converged = fit.converged & has_values
     return GaussianMixtureFit(
-        component=component,
-        log_density=log_density,
+        component=fit.component.long(),
+        log_density=fit.log_density,
         means=parameters[:, :, 0],
         variances=parameters[:, :, 1],
         weights=parameters[:, :, 2],

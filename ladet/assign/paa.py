@@ -181,16 +181,13 @@ def _select_positives(
     else:
         rows = _candidate_rows_of(costs, computed, pre, topk)
     fit_mask = rows.mask & (rows.count >= 2)[:, None]
-    fit = fit_rows(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)  # the R rows with >= 2
-    if fit.rows.shape[0] == fit_mask.shape[0]:  # every row fitted (no gather)
-        row_mask, row_index = fit_mask, rows.pre_index
-    else:
-        row_mask, row_index = fit_mask.index_select(0, fit.rows), rows.pre_index.index_select(0, fit.rows)
-    chosen = _separate_fitted(fit.component, fit.log_density, row_mask)  # [R, L*k]
+    # (a GT with fewer than 2 candidates is an all-masked row: fitted, selects nothing)
+    fit = fit_rows(rows.costs, fit_mask, max_iterations, tolerance, reg_covar)
+    chosen = _separate_fitted(fit.component, fit.log_density, fit_mask)  # [G, L*k]
     # Scatter back to the pre-positives, shifted by one: empty slots (index -1) write into the
     # dummy entry 0; every pre-positive is in at most one slot, and the dummy only gets False.
     shifted = torch.zeros(costs.shape[0] + 1, dtype=torch.bool, device=costs.device)
-    shifted.index_copy_(0, row_index.view(-1) + 1, chosen.view(-1))
+    shifted.index_copy_(0, rows.pre_index.view(-1) + 1, chosen.view(-1))
     return shifted[1:]
 
 
