@@ -431,14 +431,12 @@ def fit_rows(
     # components stay equal and finite and its bound constant; it converges at the second
     # iteration. Counts are exact (integers far below 2^53).
     row_count = mask.sum(dim=1, dtype=torch.float64).clamp_(min=1.0)  # [R] (R = G)
-    row_mask = mask
     # Shift every row by its minimum (EM is shift-equivariant; see the module docstring).
-    row_min = torch.where(row_mask, values64, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
-    shifted = torch.where(row_mask, values64 - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
-    all_rows = _row_data(row_mask, shifted, row_count, tolerance)
+    row_min = torch.where(mask, values64, float("inf")).amin(dim=1, keepdim=True)  # [R, 1]
+    shifted = torch.where(mask, values64 - row_min, 0.0)  # [R, K], >= 0, 0 on masked entries
+    all_rows = _row_data(mask, shifted, row_count, tolerance)
 
     num_fitted = values.shape[0]
-    rows = torch.arange(num_fitted, device=device)
     # Working set: the rows still iterating, as indices into the R fitted rows, with their stops.
     # Every ``check_every`` iterations each row's first converged step is found and its
     # responsibilities kept (in the workspace's ``kept`` slot); finished rows keep iterating
@@ -447,8 +445,8 @@ def fit_rows(
     # length up to its T (a prefix of its records); the first one is made for ``first_check``
     # iterations only (most rows finish there, then the set shrinks) unless the set has too few
     # rows to ever shrink.
-    active = rows
-    row_offsets = rows  # 0, 1, 2, ...: every workspace's row offsets are a prefix
+    active = torch.arange(num_fitted, device=device)
+    row_offsets = active  # 0, 1, 2, ...: every workspace's row offsets are a prefix
     # [R'] stop of every working row: the 0-based iteration at which it converged (== the
     # iterations done if it did not); set by the first check.
     active_stop = row_offsets
@@ -561,9 +559,9 @@ def fit_rows(
     means, variances, weights = _parameters(statistics, constants, reg_covar)  # [R, 2, 1] each, shifted
     weighted = _weighted_log_prob(shifted[:, None, :], means, variances, weights.log())  # [R, 2, K]
     first, second = weighted.unbind(1)
-    log_density = torch.where(row_mask, torch.logaddexp(first, second), -float("inf"))  # [R, K]
+    log_density = torch.where(mask, torch.logaddexp(first, second), -float("inf"))  # [R, K]
     return RowFit(
-        component=(second > first) & row_mask,
+        component=(second > first) & mask,
         log_density=log_density,
         means=means + row_min[:, :, None],
         variances=variances,
