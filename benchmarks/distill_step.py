@@ -142,9 +142,22 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_child(name: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [
-        sys.executable, __file__, "--only", name, "--height", str(args.height), "--width", str(args.width),
-        "--batch", str(args.batch), "--repeats", str(args.repeats), "--device", args.device,
-        "--threads", str(args.threads),
+        sys.executable,
+        __file__,
+        "--only",
+        name,
+        "--height",
+        str(args.height),
+        "--width",
+        str(args.width),
+        "--batch",
+        str(args.batch),
+        "--repeats",
+        str(args.repeats),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
     ] + (["--amp"] if args.amp else [])
     completed = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -47,7 +47,9 @@ def run(repeats: int, warmup: int, data_dir: Path) -> dict[str, float]:
     method: Any = build_method(config, "cpu").train()
     optimizer = build_optimizer(list(method.parameters()), config.train, base_lr=0.00125)
     loader = iter(build_train_loader(config, rank=0, world_size=1, epoch=0, start_batch=0))
-    timings: dict[str, list[float]] = {name: [] for name in ("data", "forward", "assign", "loss", "backward", "total")}
+    timings: dict[str, list[float]] = {
+        name: [] for name in ("data", "forward", "assign", "loss", "backward", "total")
+    }
     for _ in range(iterations):
         start = time.perf_counter()
         batch = next(loader)

@@ -76,7 +76,7 @@ def extract_network_state(
     if "model" in checkpoint and isinstance(checkpoint["model"], Mapping):
         state = checkpoint["model"]
         prefix = f"{network}."
-        selected = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        selected = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
         if not selected:
             prefixes = sorted({key.split(".", 1)[0] for key in state})
             raise CheckpointError(

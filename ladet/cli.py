@@ -33,7 +33,9 @@ EXIT_DIVERGED = 1
 
 
 def _overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.epochs=2")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.epochs=2"
+    )
 
 
 def _command_train(arguments: argparse.Namespace) -> int:
@@ -66,7 +68,9 @@ def _command_test(arguments: argparse.Namespace) -> int:
         loader = build_val_loader(config, context.rank, context.world_size)
         dataset: Any = loader.dataset  # a CocoDetection
         evaluator = CocoEvaluator(config.data.val.ann_file, dataset.label_to_category_id, dataset.class_names)
-        metrics = evaluate(detector, loader, evaluator, context.device, context.is_main, title=str(arguments.checkpoint))
+        metrics = evaluate(
+            detector, loader, evaluator, context.device, context.is_main, title=str(arguments.checkpoint)
+        )
         if context.is_main:
             out = Path(arguments.out)
             out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +89,9 @@ def _command_predict(arguments: argparse.Namespace) -> int:
     from ladet.predictor import Predictor, expand_image_paths
     from ladet.vis import draw_detections
 
-    predictor = Predictor.from_checkpoint(arguments.config, arguments.checkpoint, arguments.device, arguments.overrides)
+    predictor = Predictor.from_checkpoint(
+        arguments.config, arguments.checkpoint, arguments.device, arguments.overrides
+    )
     paths = expand_image_paths(arguments.inputs)
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,10 +101,16 @@ def _command_predict(arguments: argparse.Namespace) -> int:
             image = opened.convert("RGB")
         detections = predictor(image)[0]
         keep = detections.scores >= arguments.score_threshold
-        detections = type(detections)(detections.boxes[keep], detections.scores[keep], detections.labels[keep])
-        draw_detections(image, detections, predictor.class_names, score_threshold=arguments.score_threshold, min_display_side=512).save(
-            out / f"{path.stem}.png"
+        detections = type(detections)(
+            detections.boxes[keep], detections.scores[keep], detections.labels[keep]
         )
+        draw_detections(
+            image,
+            detections,
+            predictor.class_names,
+            score_threshold=arguments.score_threshold,
+            min_display_side=512,
+        ).save(out / f"{path.stem}.png")
         for record in detections_to_coco_results(image_index + 1, detections, predictor.category_ids):
             record["file_name"] = str(path)
             results.append(record)
@@ -134,7 +146,9 @@ def _command_visualize_assign(arguments: argparse.Namespace) -> int:
 
     config = load_config(arguments.config, arguments.overrides)
     images = [str(path) for path in expand_image_paths(arguments.images)]
-    written = visualize_assignments(config, arguments.checkpoint, images, arguments.out, arguments.annotations)
+    written = visualize_assignments(
+        config, arguments.checkpoint, images, arguments.out, arguments.annotations
+    )
     for path in written:
         print(path)
     return 0
@@ -150,14 +164,18 @@ def _command_export(arguments: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ladet", description="PAA detectors with label assignment distillation")
+    parser = argparse.ArgumentParser(
+        prog="ladet", description="PAA detectors with label assignment distillation"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of configuration/data errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a method (works under torchrun)")
     train.add_argument("config")
     train.add_argument("--work-dir", required=True)
-    train.add_argument("--resume", default=None, help="'auto' (work-dir/latest.pth if present) or a checkpoint")
+    train.add_argument(
+        "--resume", default=None, help="'auto' (work-dir/latest.pth if present) or a checkpoint"
+    )
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
     _overrides(train)
@@ -199,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--checkpoint", required=True)
     visualize.add_argument("images", nargs="+", metavar="IMAGE")
     visualize.add_argument("--out", required=True)
-    visualize.add_argument("--annotations", default=None, help="COCO JSON with the GT boxes (default data.val)")
+    visualize.add_argument(
+        "--annotations", default=None, help="COCO JSON with the GT boxes (default data.val)"
+    )
     visualize.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value")
     visualize.set_defaults(handler=_command_visualize_assign)
 

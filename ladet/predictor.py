@@ -75,7 +75,9 @@ def read_categories(ann_file: str, num_classes: int) -> tuple[list[str], list[in
     path = Path(ann_file) if ann_file else None
     if path is not None and path.is_file():
         try:
-            categories = sorted(json.loads(path.read_text(encoding="utf-8"))["categories"], key=lambda c: c["id"])
+            categories = sorted(
+                json.loads(path.read_text(encoding="utf-8"))["categories"], key=lambda c: c["id"]
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"cannot read the categories of {path}: {error}") from error
         if len(categories) == num_classes:
@@ -173,9 +175,16 @@ class Predictor:
         """Readable records ``{"label", "class_name", "score", "box"}`` of one image's detections."""
         keep = detections.scores >= score_threshold
         return [
-            {"label": int(label), "class_name": self.class_names[int(label)], "score": float(score), "box": box}
+            {
+                "label": int(label),
+                "class_name": self.class_names[int(label)],
+                "score": float(score),
+                "box": box,
+            }
             for box, score, label in zip(
-                detections.boxes[keep].tolist(), detections.scores[keep].tolist(), detections.labels[keep].tolist(),
+                detections.boxes[keep].tolist(),
+                detections.scores[keep].tolist(),
+                detections.labels[keep].tolist(),
                 strict=True,
             )
         ]

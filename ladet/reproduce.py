@@ -233,7 +233,9 @@ def draw_pictures(
         with torch.no_grad():
             detections = detector.predict(batch.to(target))[0]
         with Image.open(image_path) as opened:
-            picture = draw_detections(opened.convert("RGB"), detections, class_names, score_threshold=0.3, min_display_side=512)
+            picture = draw_detections(
+                opened.convert("RGB"), detections, class_names, score_threshold=0.3, min_display_side=512
+            )
         path = out_dir / f"{image_path.stem}_detections.png"
         picture.save(path)
         written.append(path)

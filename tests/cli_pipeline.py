@@ -55,8 +55,24 @@ def make_tiny_pipeline(root: Path) -> tuple[Path, Path, Path]:
     if "pipeline" in _CACHE and all(path.exists() for path in _CACHE["pipeline"]):
         return _CACHE["pipeline"]
     data_dir = root / "data"
-    assert main(["make-dataset", "--out", str(data_dir), "--num-train", "4", "--num-val", "2",
-                 "--min-side", "96", "--max-side", "128"]) == 0
+    assert (
+        main(
+            [
+                "make-dataset",
+                "--out",
+                str(data_dir),
+                "--num-train",
+                "4",
+                "--num-val",
+                "2",
+                "--min-side",
+                "96",
+                "--max-side",
+                "128",
+            ]
+        )
+        == 0
+    )
     config = write_tiny_config(root, data_dir)
     work_dir = root / "run"
     assert main(["train", str(config), "--work-dir", str(work_dir), "--deterministic"]) == 0

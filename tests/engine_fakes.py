@@ -96,7 +96,9 @@ def make_batch(seed: int, epoch: int, index: int, batch_size: int) -> Batch:
 class FakeTrainLoader:
     """Batches derived from (seed, epoch, global batch index, rank); starts at ``start_batch``."""
 
-    def __init__(self, config: Config, rank: int, world_size: int, epoch: int, start_batch: int, delay: float = 0.0):
+    def __init__(
+        self, config: Config, rank: int, world_size: int, epoch: int, start_batch: int, delay: float = 0.0
+    ):
         self.config, self.rank, self.world_size = config, rank, world_size
         self.epoch, self.start_batch, self.delay = epoch, start_batch, delay
         self.batches_per_epoch = NUM_TRAIN_IMAGES // (config.data.images_per_gpu * world_size)
@@ -109,7 +111,10 @@ class FakeTrainLoader:
             if self.delay:
                 time.sleep(self.delay)
             yield make_batch(
-                self.config.seed, self.epoch, index * self.world_size + self.rank, self.config.data.images_per_gpu
+                self.config.seed,
+                self.epoch,
+                index * self.world_size + self.rank,
+                self.config.data.images_per_gpu,
             )
 
 
@@ -165,7 +170,9 @@ def _build_tiny_method(with_teacher: bool, nan_at_call: int | None) -> TinyMetho
     return method
 
 
-def fake_components(with_teacher: bool = False, nan_at_call: int | None = None, delay: float = 0.0) -> TrainingComponents:
+def fake_components(
+    with_teacher: bool = False, nan_at_call: int | None = None, delay: float = 0.0
+) -> TrainingComponents:
     return TrainingComponents(
         build_method=lambda config, device: _build_tiny_method(with_teacher, nan_at_call),
         build_train_loader=lambda config, rank, world, epoch, start: FakeTrainLoader(
@@ -200,8 +207,12 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     arguments = parser.parse_args()
     torch.set_num_threads(1)
-    config = tiny_config(arguments.epochs, arguments.images_per_gpu, checkpoint_every_iters=arguments.checkpoint_every_iters)
-    metrics = train(config, arguments.work_dir, arguments.resume, components=fake_components(delay=arguments.delay))
+    config = tiny_config(
+        arguments.epochs, arguments.images_per_gpu, checkpoint_every_iters=arguments.checkpoint_every_iters
+    )
+    metrics = train(
+        config, arguments.work_dir, arguments.resume, components=fake_components(delay=arguments.delay)
+    )
     rank = int(os.environ.get("RANK", "0"))
     # every rank stores its final weights so that a test can compare the ranks
     torch.save(BUILT_METHODS[-1].state_dict(), os.path.join(arguments.work_dir, f"weights_rank{rank}.pt"))

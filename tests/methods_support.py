@@ -16,7 +16,9 @@ from ladet.structures import Batch
 NUM_CLASSES = 3
 
 
-def tiny_model_config(num_classes: int = NUM_CLASSES, head_type: str = "paa", iou_branch: bool = True) -> ModelConfig:
+def tiny_model_config(
+    num_classes: int = NUM_CLASSES, head_type: str = "paa", iou_branch: bool = True
+) -> ModelConfig:
     """ResNet-18, no pretrained weights, 32-channel FPN and head with 2 convs per tower."""
     config = ModelConfig(num_classes=num_classes)
     config.backbone.depth = 18
@@ -79,10 +81,14 @@ def write_network_files(
         checkpoint_path = directory / f"{name}.pth"
         state = {f"detector.{key}": value for key, value in detector.state_dict().items()}
         save_checkpoint_atomic({"model": state, "format": "ladet-1"}, checkpoint_path)
-    return NetworkReference(config=str(config_path), checkpoint=None if checkpoint_path is None else str(checkpoint_path))
+    return NetworkReference(
+        config=str(config_path), checkpoint=None if checkpoint_path is None else str(checkpoint_path)
+    )
 
 
-def method_config(name: str, teacher: NetworkReference | None = None, second: NetworkReference | None = None) -> Config:
+def method_config(
+    name: str, teacher: NetworkReference | None = None, second: NetworkReference | None = None
+) -> Config:
     config = Config(model=tiny_model_config())
     config.method.name = name
     config.method.teacher = teacher

@@ -165,8 +165,6 @@ def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
     assert sparse.gt_index.tolist() == [[0, 0, -1, 0]]
 
 
-
-
 def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], snap: bool = False):
     """Random GTs (tiny to huge, elongated, partly outside, one duplicate per image) for ``counts``."""
     generator = torch.Generator().manual_seed(seed)

@@ -27,7 +27,15 @@ def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_on
         environment.pop(name, None)
     completed = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(FAKES), str(tmp_path), "--images-per-gpu", "2",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(FAKES),
+            str(tmp_path),
+            "--images-per-gpu",
+            "2",
         ],
         env=environment,
         capture_output=True,
@@ -76,8 +84,19 @@ def test_torchrun_module_entry_point_trains_the_real_pipeline_on_two_processes(t
         environment.pop(name, None)
     completed = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ladet", "train", str(config), "--work-dir", str(tmp_path / "run"),
-            "--deterministic", "train.eval_interval=0",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "ladet",
+            "train",
+            str(config),
+            "--work-dir",
+            str(tmp_path / "run"),
+            "--deterministic",
+            "train.eval_interval=0",
         ],
         env=environment,
         capture_output=True,

@@ -45,7 +45,9 @@ def test_train_writes_checkpoints_and_coco_metrics(pipeline) -> None:
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_class_AP"} <= set(report["metrics"])
     assert report["metrics"]["num_images"] == 2
     records = read_log(work_dir / "log.jsonl")
-    assert {"loss_cls", "loss_bbox", "loss_iou", "lr"} <= set(next(r for r in records if r["type"] == "train"))
+    assert {"loss_cls", "loss_bbox", "loss_iou", "lr"} <= set(
+        next(r for r in records if r["type"] == "train")
+    )
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2]
     assert (work_dir / "config.yaml").is_file() and (work_dir / "tensorboard").is_dir()
 
@@ -54,8 +56,20 @@ def test_train_writes_checkpoints_and_coco_metrics(pipeline) -> None:
 def test_resume_continues_and_test_reproduces_the_training_evaluation(pipeline, tmp_path) -> None:
     config, _, work_dir = pipeline
     resumed = tmp_path / "resumed"
-    assert main(["train", str(config), "--work-dir", str(resumed), "--resume", str(work_dir / "latest.pth"),
-                 "train.epochs=3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(config),
+                "--work-dir",
+                str(resumed),
+                "--resume",
+                str(work_dir / "latest.pth"),
+                "train.epochs=3",
+            ]
+        )
+        == 0
+    )
     checkpoint = load_checkpoint(resumed / "latest.pth")
     assert checkpoint["epoch"] == 3 and checkpoint["iteration"] == 6
     assert not (resumed / "epoch_1.pth").exists() and (resumed / "epoch_3.pth").is_file()
@@ -92,7 +106,9 @@ class _InterruptingLoader:
 
 
 @pytest.mark.slow
-def test_interrupted_then_resumed_run_has_bitwise_the_weights_of_the_uninterrupted_one(pipeline, tmp_path) -> None:
+def test_interrupted_then_resumed_run_has_bitwise_the_weights_of_the_uninterrupted_one(
+    pipeline, tmp_path
+) -> None:
     config_path, _, work_dir = pipeline
     config = load_config(config_path, ["train.checkpoint_every_iters=1"])
     config.deterministic = True
@@ -119,9 +135,22 @@ def test_interrupted_then_resumed_run_has_bitwise_the_weights_of_the_uninterrupt
 def test_test_command_builds_only_the_evaluation_network(pipeline, tmp_path) -> None:
     """A LAD student is tested although its teacher checkpoint does not exist."""
     config, _, work_dir = pipeline
-    overrides = ["method.name=lad", f"method.teacher.config={config}",
-                 f"method.teacher.checkpoint={tmp_path / 'no_such_teacher.pth'}"]
-    code = main(["test", str(config), "--checkpoint", str(work_dir / "latest.pth"), "--out", str(tmp_path), *overrides])
+    overrides = [
+        "method.name=lad",
+        f"method.teacher.config={config}",
+        f"method.teacher.checkpoint={tmp_path / 'no_such_teacher.pth'}",
+    ]
+    code = main(
+        [
+            "test",
+            str(config),
+            "--checkpoint",
+            str(work_dir / "latest.pth"),
+            "--out",
+            str(tmp_path),
+            *overrides,
+        ]
+    )
     assert code == 0 and (tmp_path / "metrics.json").is_file()
 
 
@@ -129,9 +158,14 @@ def test_test_command_builds_only_the_evaluation_network(pipeline, tmp_path) -> 
 def test_lad_run_evaluates_its_teacher_first_and_keeps_it_out_of_the_checkpoint(pipeline, tmp_path) -> None:
     """The teacher is the baseline's epoch-2 network, so its AP is the baseline's epoch-2 AP."""
     config, _, work_dir = pipeline
-    overrides = ["method.name=lad", f"method.teacher.config={config}",
-                 f"method.teacher.checkpoint={work_dir / 'epoch_2.pth'}", "train.epochs=1",
-                 "train.max_iters_per_epoch=1", "train.lr_steps=[]"]
+    overrides = [
+        "method.name=lad",
+        f"method.teacher.config={config}",
+        f"method.teacher.checkpoint={work_dir / 'epoch_2.pth'}",
+        "train.epochs=1",
+        "train.max_iters_per_epoch=1",
+        "train.lr_steps=[]",
+    ]
     assert main(["train", str(config), "--work-dir", str(tmp_path), *overrides]) == 0
     baseline = json.loads((work_dir / "metrics_epoch_2.json").read_text())["metrics"]
     teacher = json.loads((tmp_path / "teacher_metrics.json").read_text())

@@ -35,11 +35,20 @@ def _assert_bitwise_equal(first: dict[str, torch.Tensor], second: dict[str, torc
 
 def test_train_writes_checkpoints_config_logs_and_metrics(tmp_path) -> None:
     metrics = train(tiny_config(epochs=2), tmp_path, components=fake_components())
-    for name in ("config.yaml", "epoch_1.pth", "epoch_2.pth", "latest.pth", "log.jsonl", "metrics_epoch_2.json"):
+    for name in (
+        "config.yaml",
+        "epoch_1.pth",
+        "epoch_2.pth",
+        "latest.pth",
+        "log.jsonl",
+        "metrics_epoch_2.json",
+    ):
         assert (tmp_path / name).is_file(), name
     checkpoint = load_checkpoint(tmp_path / "latest.pth")
     # 12 images / 2 per batch = 6 iterations per epoch
-    assert checkpoint["epoch"] == 2 and checkpoint["iteration"] == 12 and checkpoint["iteration_in_epoch"] == 0
+    assert (
+        checkpoint["epoch"] == 2 and checkpoint["iteration"] == 12 and checkpoint["iteration_in_epoch"] == 0
+    )
     assert checkpoint["format"] == "ladet-1"
     assert checkpoint["config"]["train"]["epochs"] == 2
     assert set(checkpoint["rng"]) >= {"torch", "numpy", "python"} and len(checkpoint["rng_per_rank"]) == 1
@@ -66,13 +75,24 @@ def test_resume_after_interruption_is_bitwise_equal_to_uninterrupted_run(tmp_pat
     interrupted = tmp_path / "interrupted"
     # call 9 = epoch 2, batch 3 poisons the loss: the run stops; latest.pth is the mid-epoch one of iteration 8
     with pytest.raises(NonFiniteLossError):
-        train(tiny_config(epochs=2, checkpoint_every_iters=4), interrupted, components=fake_components(nan_at_call=9))
+        train(
+            tiny_config(epochs=2, checkpoint_every_iters=4),
+            interrupted,
+            components=fake_components(nan_at_call=9),
+        )
     assert load_checkpoint(interrupted / "latest.pth")["iteration"] == 8
     train(tiny_config(epochs=2, checkpoint_every_iters=4), interrupted, "auto", components=fake_components())
     _assert_bitwise_equal(_weights(tmp_path / "full" / "latest.pth"), _weights(interrupted / "latest.pth"))
     # resuming from an epoch-boundary checkpoint in a new work dir gives the same weights too
-    train(tiny_config(epochs=2), tmp_path / "from_epoch", tmp_path / "full" / "epoch_1.pth", components=fake_components())
-    _assert_bitwise_equal(_weights(tmp_path / "full" / "latest.pth"), _weights(tmp_path / "from_epoch" / "latest.pth"))
+    train(
+        tiny_config(epochs=2),
+        tmp_path / "from_epoch",
+        tmp_path / "full" / "epoch_1.pth",
+        components=fake_components(),
+    )
+    _assert_bitwise_equal(
+        _weights(tmp_path / "full" / "latest.pth"), _weights(tmp_path / "from_epoch" / "latest.pth")
+    )
 
 
 def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path) -> None:
@@ -106,10 +126,14 @@ def test_checkpoint_of_another_architecture_is_refused_with_key_lists(tmp_path) 
     components = fake_components()
     components.build_method = lambda config, device: _OtherArchitecture()
     with pytest.raises(CheckpointError) as raised:
-        train(tiny_config(epochs=2), tmp_path / "other", tmp_path / "run" / "latest.pth", components=components)
+        train(
+            tiny_config(epochs=2), tmp_path / "other", tmp_path / "run" / "latest.pth", components=components
+        )
     message = str(raised.value)
     assert "missing keys (2): detector.extra.bias, detector.extra.weight" in message
-    assert "mis-shaped keys (1): detector.conv.weight: checkpoint (4, 3, 1, 1) vs model (4, 3, 3, 3)" in message
+    assert (
+        "mis-shaped keys (1): detector.conv.weight: checkpoint (4, 3, 1, 1) vs model (4, 3, 3, 3)" in message
+    )
     assert "latest.pth" in message
 
 
@@ -123,7 +147,9 @@ def test_load_from_initialises_weights_only(tmp_path) -> None:
     train(config, tmp_path / "target", components=components)
     # lr 0: the loaded parameters pass through training unchanged (BatchNorm statistics do move)
     parameters = dict(captured[-1].named_parameters())
-    _assert_bitwise_equal({key: source[key] for key in parameters}, {k: v.detach() for k, v in parameters.items()})
+    _assert_bitwise_equal(
+        {key: source[key] for key in parameters}, {k: v.detach() for k, v in parameters.items()}
+    )
     assert load_checkpoint(tmp_path / "target" / "latest.pth")["iteration"] == 6
 
 

@@ -18,7 +18,9 @@ from ladet.models.outputs import HeadOutputs
 LOG2 = math.log(2.0)
 
 
-def _case(iou_logit: float = 1.0, positives: bool = True) -> tuple[HeadOutputs, SimpleNamespace, AssignResult]:
+def _case(
+    iou_logit: float = 1.0, positives: bool = True
+) -> tuple[HeadOutputs, SimpleNamespace, AssignResult]:
     """One image, C = 1, four anchors: two positives, one negative, one invalid (padding).
 
     Anchor 0 = [0,0,10,10] with GT [0,0,10,20] (IoU = GIoU = 0.5); anchor 1 = [0,0,10,10] with GT
@@ -82,7 +84,9 @@ def test_one_anchor_decoded_with_deltas() -> None:
         num_positives=torch.tensor(1.0),
         pre_positive_mask=torch.tensor([[True]]),
     )
-    losses = DetectionLoss(LossConfig(), DeltaBoxCoder(), True)(outputs, SimpleNamespace(anchors=anchors), assignment, 4)
+    losses = DetectionLoss(LossConfig(), DeltaBoxCoder(), True)(
+        outputs, SimpleNamespace(anchors=anchors), assignment, 4
+    )
     assert set(losses) == {"loss_cls", "loss_bbox"}  # no IoU branch in the outputs
     assert losses["loss_bbox"].item() == pytest.approx(1.3 * (1 - 90 / 110), rel=1e-5)
     # class 1 positive, class 0 negative, normalised by max(1, B=4)

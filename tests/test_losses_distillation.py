@@ -16,7 +16,9 @@ from ladet.models.outputs import HeadOutputs
 
 
 def _fkl(p: float, t: float, gamma: float) -> float:
-    return (t * math.log(t / p) + (1 - t) * math.log((1 - t) / (1 - p))) * ((t - p) ** 2 + 1e-6) ** (gamma / 2)
+    return (t * math.log(t / p) + (1 - t) * math.log((1 - t) / (1 - p))) * ((t - p) ** 2 + 1e-6) ** (
+        gamma / 2
+    )
 
 
 def _setup(gt_boxes: list[torch.Tensor]) -> tuple[HeadOutputs, HeadOutputs, SimpleNamespace, torch.Tensor]:
@@ -31,7 +33,12 @@ def _setup(gt_boxes: list[torch.Tensor]) -> tuple[HeadOutputs, HeadOutputs, Simp
         [(2, 2)],
     )
     teacher_logit = math.log(4.0)  # t = 0.8
-    teacher = HeadOutputs(torch.full((1, 4, 1), teacher_logit), torch.zeros(1, 4, 4), torch.full((1, 4), teacher_logit), [(2, 2)])
+    teacher = HeadOutputs(
+        torch.full((1, 4, 1), teacher_logit),
+        torch.zeros(1, 4, 4),
+        torch.full((1, 4), teacher_logit),
+        [(2, 2)],
+    )
     valid = torch.tensor([[True, True, True, False]])
     return student, teacher, SimpleNamespace(anchors=anchors), valid
 
@@ -57,14 +64,18 @@ def test_min_iou_and_anchor_selection() -> None:
     gt = [torch.tensor([[0.0, 0, 10, 10]])]
     student, teacher, grid, valid = _setup(gt)
     config = replace(KnowledgeDistillationConfig(), min_iou=0.5)  # IoU 0.5 is NOT > 0.5
-    losses = SoftLabelDistillationLoss(config, DeltaBoxCoder())(student, teacher, grid, valid, gt, torch.tensor([[64, 64]]))
+    losses = SoftLabelDistillationLoss(config, DeltaBoxCoder())(
+        student, teacher, grid, valid, gt, torch.tensor([[64, 64]])
+    )
     per_element = _fkl(0.5, 0.8, 0.5)
     # Z = 1.0 (only anchor 0)
     assert losses["loss_kd_iou"].item() == pytest.approx(10.0 * per_element, rel=1e-4)
     # teacher boxes moved far away, anchors used for selection -> same selection as with teacher == anchors
     teacher.box_deltas[0, :, 0] = 30.0
     config = replace(KnowledgeDistillationConfig(), use_predicted_boxes=False)
-    losses = SoftLabelDistillationLoss(config, DeltaBoxCoder())(student, teacher, grid, valid, gt, torch.tensor([[64, 64]]))
+    losses = SoftLabelDistillationLoss(config, DeltaBoxCoder())(
+        student, teacher, grid, valid, gt, torch.tensor([[64, 64]])
+    )
     assert losses["loss_kd_iou"].item() == pytest.approx(10.0 * 2 * per_element / 1.5, rel=1e-4)
 
 

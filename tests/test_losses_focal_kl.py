@@ -22,7 +22,9 @@ def _reference(logit: float, target: float, gamma: float) -> float:
 
 def test_hand_computed_values() -> None:
     # z = 0 (p = 0.5), t = 1, gamma = 0: KL = log 2 exactly
-    assert focal_kl_loss(torch.tensor([0.0]), torch.tensor([1.0]), 0.0).item() == pytest.approx(math.log(2), abs=1e-6)
+    assert focal_kl_loss(torch.tensor([0.0]), torch.tensor([1.0]), 0.0).item() == pytest.approx(
+        math.log(2), abs=1e-6
+    )
     # gamma = 2: ((0.5)^2 + 1e-6) * log 2
     assert focal_kl_loss(torch.tensor([0.0]), torch.tensor([1.0]), 2.0).item() == pytest.approx(
         0.250001 * math.log(2), rel=1e-6
@@ -31,7 +33,9 @@ def test_hand_computed_values() -> None:
     logit = math.log(0.6 / 0.4)
     expected = (0.2 * math.log(0.2 / 0.6) + 0.8 * math.log(0.8 / 0.4)) * 0.160001**0.25
     assert expected == pytest.approx(0.3347952 * 0.6324571, rel=1e-5)
-    assert focal_kl_loss(torch.tensor([logit]), torch.tensor([0.2]), 0.5).item() == pytest.approx(expected, rel=1e-5)
+    assert focal_kl_loss(torch.tensor([logit]), torch.tensor([0.2]), 0.5).item() == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_matches_scalar_reference_on_a_grid() -> None:
@@ -83,7 +87,8 @@ def test_probability_variant_clamps() -> None:
     logits = torch.tensor([-1.0, 0.5, 2.0])
     teacher = torch.tensor([0.2, 0.6, 0.7])
     torch.testing.assert_close(
-        focal_kl_loss_from_probabilities(torch.sigmoid(logits), teacher, 0.5), focal_kl_loss(logits, teacher, 0.5)
+        focal_kl_loss_from_probabilities(torch.sigmoid(logits), teacher, 0.5),
+        focal_kl_loss(logits, teacher, 0.5),
     )
 
 

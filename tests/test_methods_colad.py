@@ -81,7 +81,12 @@ def test_keys_evaluation_network_and_state_dict() -> None:
     assert prefixes == {"detector", "second_detector"}
     losses = method(tiny_batch())
     assert {key for key in losses if key.startswith("loss_")} == {
-        "loss_cls", "loss_bbox", "loss_iou", "loss_cls_second", "loss_bbox_second", "loss_iou_second"
+        "loss_cls",
+        "loss_bbox",
+        "loss_iou",
+        "loss_cls_second",
+        "loss_bbox_second",
+        "loss_iou_second",
     }
     sum(value for key, value in losses.items() if key.startswith("loss_")).backward()
     assert any(parameter.grad is not None for parameter in second.head.parameters())

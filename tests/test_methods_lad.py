@@ -80,7 +80,12 @@ def test_solad_is_lad_plus_kd() -> None:
     student_outputs = student(batch.images).float()
     grid, valid_mask = solad.anchors_for(student_outputs, batch)
     kd = solad.distillation_loss(
-        student_outputs, solad.teacher_outputs(batch.images), grid, valid_mask, batch.gt_boxes, batch.image_sizes
+        student_outputs,
+        solad.teacher_outputs(batch.images),
+        grid,
+        valid_mask,
+        batch.gt_boxes,
+        batch.image_sizes,
     )
     for key, value in kd.items():
         torch.testing.assert_close(losses[key], value, rtol=1e-5, atol=1e-6)

@@ -25,7 +25,9 @@ def teacher_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[NetworkRefe
 def test_teacher_is_loaded_exactly_and_frozen(teacher_files) -> None:
     reference, original = teacher_files
     teacher = load_teacher(reference, tiny_model_config(), "cpu")
-    for (name, value), expected in zip(teacher.state_dict().items(), original.state_dict().values(), strict=True):
+    for (name, value), expected in zip(
+        teacher.state_dict().items(), original.state_dict().values(), strict=True
+    ):
         assert torch.equal(value, expected), name
     assert not any(parameter.requires_grad for parameter in teacher.parameters())
     assert not teacher.training
@@ -52,7 +54,9 @@ def test_teacher_outside_parameters_state_dict_and_optimizer(teacher_files) -> N
         optimizer.step()
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, before[key]), key
-    assert any(not torch.equal(value, student_before[key]) for key, value in method.detector.state_dict().items())
+    assert any(
+        not torch.equal(value, student_before[key]) for key, value in method.detector.state_dict().items()
+    )
 
 
 def test_teacher_stays_in_eval_mode(teacher_files) -> None:
@@ -95,7 +99,11 @@ def test_different_strides_are_refused_with_every_difference(tmp_path: Path) -> 
 
 def test_missing_keys_are_refused(tmp_path: Path, teacher_files) -> None:
     reference, original = teacher_files
-    state = {f"detector.{key}": value for key, value in original.state_dict().items() if not key.startswith("head.")}
+    state = {
+        f"detector.{key}": value
+        for key, value in original.state_dict().items()
+        if not key.startswith("head.")
+    }
     state["detector.extra.weight"] = torch.zeros(1)
     broken = tmp_path / "broken.pth"
     save_checkpoint_atomic({"model": state}, broken)
@@ -109,15 +117,21 @@ def test_missing_checkpoint_is_an_error_before_training(tmp_path: Path, teacher_
     with pytest.raises(ValueError, match="checkpoint is not set"):
         load_teacher(NetworkReference(reference.config, None), tiny_model_config(), "cpu")
     with pytest.raises(CheckpointError, match="teacher checkpoint not found"):
-        build_method(method_config("lad", teacher=NetworkReference(reference.config, str(tmp_path / "no.pth"))), "cpu")
+        build_method(
+            method_config("lad", teacher=NetworkReference(reference.config, str(tmp_path / "no.pth"))), "cpu"
+        )
     with pytest.raises(ValueError, match="needs a teacher"):
         build_method(method_config("solad"), "cpu")
-    with pytest.raises(ValueError, match=r"unknown method.name 'lda'; valid: \['baseline', 'colad', 'kd', 'lad', 'solad'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown method.name 'lda'; valid: \['baseline', 'colad', 'kd', 'lad', 'solad'\]"
+    ):
         build_method(method_config("lda"), "cpu")
 
 
 def test_evaluation_detector_needs_no_teacher(tmp_path: Path) -> None:
-    config = method_config("lad", teacher=NetworkReference(str(tmp_path / "absent.yaml"), str(tmp_path / "absent.pth")))
+    config = method_config(
+        "lad", teacher=NetworkReference(str(tmp_path / "absent.yaml"), str(tmp_path / "absent.pth"))
+    )
     detector = build_evaluation_detector(config)
     assert detector.num_classes == 3
 

@@ -78,7 +78,9 @@ def build_train_loader(
     return _data_loader(dataset, batch_sampler, config)
 
 
-def _data_loader(dataset: CocoDetection, batch_sampler: Sampler[list[SampleKey]] | BatchSampler, config: Config) -> DataLoader:
+def _data_loader(
+    dataset: CocoDetection, batch_sampler: Sampler[list[SampleKey]] | BatchSampler, config: Config
+) -> DataLoader:
     """The DataLoader both splits use: ``data.workers_per_gpu`` workers, pinned memory on CUDA."""
     return DataLoader(
         dataset,

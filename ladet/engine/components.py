@@ -33,7 +33,9 @@ def _real_method(config: Config, device: torch.device) -> nn.Module:
     return build_method(config, device)
 
 
-def _real_train_loader(config: Config, rank: int, world_size: int, epoch: int, start_batch: int) -> Iterable[Batch]:
+def _real_train_loader(
+    config: Config, rank: int, world_size: int, epoch: int, start_batch: int
+) -> Iterable[Batch]:
     from ladet.data import build_train_loader
 
     return build_train_loader(config, rank=rank, world_size=world_size, epoch=epoch, start_batch=start_batch)
@@ -51,7 +53,9 @@ def _real_evaluator(config: Config, val_loader: Iterable[Batch]) -> Any:
     dataset = getattr(val_loader, "dataset", None)
     if dataset is None or not hasattr(dataset, "label_to_category_id"):
         raise TypeError("the validation loader's dataset must provide label_to_category_id (a CocoDetection)")
-    return CocoEvaluator(config.data.val.ann_file, dataset.label_to_category_id, getattr(dataset, "class_names", None))
+    return CocoEvaluator(
+        config.data.val.ann_file, dataset.label_to_category_id, getattr(dataset, "class_names", None)
+    )
 
 
 @dataclass

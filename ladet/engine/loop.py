@@ -63,7 +63,9 @@ def _split_outputs(outputs: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str
 
 
 def _describe_non_finite(names: list[str], values: list[float]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in zip(names, values, strict=True) if not math.isfinite(value))
+    return ", ".join(
+        f"{name}={value}" for name, value in zip(names, values, strict=True) if not math.isfinite(value)
+    )
 
 
 def train_one_epoch(
@@ -89,7 +91,9 @@ def train_one_epoch(
     start_batch = position.iteration_in_epoch
     global_iteration = position.global_iteration
     autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.float16) if settings.use_amp else contextlib.nullcontext()
+        torch.autocast(device_type="cuda", dtype=torch.float16)
+        if settings.use_amp
+        else contextlib.nullcontext()
     )
     progress = tqdm(
         total=settings.iterations_in_epoch,
@@ -134,16 +138,22 @@ def train_one_epoch(
         global_iteration += 1
         iteration_in_epoch = batch_index + 1
         record = dict(zip(names, values, strict=True))
-        progress.set_postfix({key: f"{value:.4f}" for key, value in record.items()} | {"lr": f"{learning_rate:.2e}"})
+        progress.set_postfix(
+            {key: f"{value:.4f}" for key, value in record.items()} | {"lr": f"{learning_rate:.2e}"}
+        )
         progress.update(1)
-        if iteration_in_epoch % settings.log_interval == 0 or iteration_in_epoch == settings.iterations_in_epoch:
+        if (
+            iteration_in_epoch % settings.log_interval == 0
+            or iteration_in_epoch == settings.iterations_in_epoch
+        ):
             record.update(
                 epoch=settings.epoch + 1,
                 iteration_in_epoch=iteration_in_epoch,
                 lr=learning_rate,
                 data_time=data_time,
                 iteration_time=time.perf_counter() - data_start,
-                eta_s=(time.perf_counter() - epoch_start) / (iteration_in_epoch - start_batch)
+                eta_s=(time.perf_counter() - epoch_start)
+                / (iteration_in_epoch - start_batch)
                 * (settings.iterations_in_epoch - iteration_in_epoch + settings.iterations_after_epoch),
             )
             logger.log("train", global_iteration, record)

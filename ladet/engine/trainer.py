@@ -74,7 +74,9 @@ def _epoch_length(loader: Any, start_batch: int, max_iters_per_epoch: int | None
 class _Run:
     """State shared by the steps of one training run (kept private; use :func:`train`)."""
 
-    def __init__(self, config: Config, work_dir: Path, components: TrainingComponents, context: DistributedContext):
+    def __init__(
+        self, config: Config, work_dir: Path, components: TrainingComponents, context: DistributedContext
+    ):
         self.config = config
         self.work_dir = work_dir
         self.components = components
@@ -82,12 +84,16 @@ class _Run:
         self.config_dict = config_to_dict(config)
         self._val_loader: Any = None
 
-    def save(self, model: nn.Module, optimizer: Any, scaler: Any, position: TrainingPosition, names: list[str]) -> None:
+    def save(
+        self, model: nn.Module, optimizer: Any, scaler: Any, position: TrainingPosition, names: list[str]
+    ) -> None:
         """Writes ``names`` on rank 0 (a collective: every rank must call it, for the RNG states)."""
         rng_states_per_rank = all_gather_objects(capture_rng_states())
         if not self.context.is_main:
             return
-        state = build_training_state(model, optimizer, scaler, position, self.config_dict, rng_states_per_rank)
+        state = build_training_state(
+            model, optimizer, scaler, position, self.config_dict, rng_states_per_rank
+        )
         for name in names:
             save_training_checkpoint(self.work_dir / name, state)
 
@@ -104,7 +110,9 @@ class _Run:
         return evaluate(detector, loader, evaluator, self.context.device, self.context.is_main, title=title)
 
 
-def _teacher_metrics(run: _Run, method: nn.Module, fresh_start: bool, logger: RunLogger) -> dict[str, Any] | None:
+def _teacher_metrics(
+    run: _Run, method: nn.Module, fresh_start: bool, logger: RunLogger
+) -> dict[str, Any] | None:
     """Evaluates the teacher once before step 0; on resume reads the stored result back."""
     teacher = getattr(method, "teacher_detector", lambda: None)()
     if teacher is None or not run.config.method.evaluate_teacher:
@@ -177,7 +185,9 @@ def train(
     if resume_path is not None:
         position = restore_training_state(resume_path, model, optimizer, scaler, rank=context.rank)
         if context.is_main:
-            print(f"resumed from {resume_path} at epoch {position.epoch + 1}, iteration {position.global_iteration}")
+            print(
+                f"resumed from {resume_path} at epoch {position.epoch + 1}, iteration {position.global_iteration}"
+            )
 
     logger = RunLogger(run.work_dir, enabled=context.is_main)
     try:
@@ -204,7 +214,9 @@ def _run_epochs(
     metrics: dict[str, Any] = {}
     for epoch in range(position.epoch, config.train.epochs):
         start_batch = position.iteration_in_epoch if epoch == position.epoch else 0
-        loader = run.components.build_train_loader(config, context.rank, context.world_size, epoch, start_batch)
+        loader = run.components.build_train_loader(
+            config, context.rank, context.world_size, epoch, start_batch
+        )
         iterations_in_epoch = _epoch_length(loader, start_batch, config.train.max_iters_per_epoch)
         settings = EpochSettings(
             epoch=epoch,
@@ -232,7 +244,9 @@ def _run_epochs(
         position = TrainingPosition(epoch + 1, 0, position.global_iteration)
         last_epoch = epoch + 1 == config.train.epochs
         names = ["latest.pth"]
-        if last_epoch or (config.train.checkpoint_interval > 0 and (epoch + 1) % config.train.checkpoint_interval == 0):
+        if last_epoch or (
+            config.train.checkpoint_interval > 0 and (epoch + 1) % config.train.checkpoint_interval == 0
+        ):
             names.insert(0, f"epoch_{epoch + 1}.pth")
         run.save(model, optimizer, scaler, position, names)
         interval = config.train.eval_interval
@@ -264,4 +278,3 @@ def _record_evaluation(
     if teacher_metrics is not None:
         report["teacher_metrics"] = teacher_metrics
     write_json(run.work_dir / f"metrics_epoch_{epoch + 1}.json", report)
-

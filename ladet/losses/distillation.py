@@ -139,7 +139,9 @@ class SoftLabelDistillationLoss:
         # IoU branch on the selected anchors
         if student_outputs.iou_logits is not None and teacher.iou_logits is not None:
             kd_iou = focal_kl_loss(
-                student_outputs.iou_logits[selected], torch.sigmoid(teacher.iou_logits[selected]), config.gamma
+                student_outputs.iou_logits[selected],
+                torch.sigmoid(teacher.iou_logits[selected]),
+                config.gamma,
             )  # [S]
             losses["loss_kd_iou"] = config.iou_weight * kd_iou.sum() / normaliser
 

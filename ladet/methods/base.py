@@ -119,7 +119,9 @@ class TrainingMethod(nn.Module):
         self, outputs: HeadOutputs, grid: AnchorGrid, valid_mask: Tensor, batch: Batch
     ) -> AssignResult:
         """PAA assignment from the network's own detached fp32 outputs (§1.5)."""
-        return self.assigner.assign(outputs.detach().float(), grid, valid_mask, batch.gt_boxes, batch.gt_labels)
+        return self.assigner.assign(
+            outputs.detach().float(), grid, valid_mask, batch.gt_boxes, batch.gt_labels
+        )
 
     # ------------------------------------------------------------------ interface
     def forward(self, batch: Batch) -> dict[str, Tensor]:  # pragma: no cover - abstract

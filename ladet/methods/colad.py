@@ -96,7 +96,9 @@ class CoLADMethod(TrainingMethod):
             first = outputs_first.detach().float()
             second = outputs_second.detach().float()
             pre = self.assigner.pre_assign(grid, valid_mask, batch.gt_boxes, batch.gt_labels)
-            choice = self.choose_costs(self.assigner.costs(first, grid, pre), self.assigner.costs(second, grid, pre), pre)
+            choice = self.choose_costs(
+                self.assigner.costs(first, grid, pre), self.assigner.costs(second, grid, pre), pre
+            )
             positive = self.assigner.select_positives(choice.costs, pre)
             result = self.assigner.build_result(pre, positive, valid_mask)
         return SharedAssignment(result=result, pre_assignment=pre, choice=choice)

@@ -33,9 +33,13 @@ class LADMethod(TrainingMethod):
         self.teacher_assigner = build_assigner(teacher)
         self.loss = build_detection_loss(detector, box_loss_weighting="mean")
 
-    def teacher_assignment(self, teacher_outputs: HeadOutputs, grid: AnchorGrid, valid_mask: Tensor, batch: Batch) -> AssignResult:
+    def teacher_assignment(
+        self, teacher_outputs: HeadOutputs, grid: AnchorGrid, valid_mask: Tensor, batch: Batch
+    ) -> AssignResult:
         """PAA assignment from the teacher's fp32 outputs."""
-        return self.teacher_assigner.assign(teacher_outputs, grid, valid_mask, batch.gt_boxes, batch.gt_labels)
+        return self.teacher_assigner.assign(
+            teacher_outputs, grid, valid_mask, batch.gt_boxes, batch.gt_labels
+        )
 
     def training_assignment(
         self, outputs: HeadOutputs, grid: AnchorGrid, valid_mask: Tensor, batch: Batch

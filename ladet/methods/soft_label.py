@@ -26,7 +26,9 @@ class SoftLabelMethod(TrainingMethod):
         kd_config: ``method.kd``.
     """
 
-    def __init__(self, detector: PAADetector, teacher: PAADetector, kd_config: KnowledgeDistillationConfig) -> None:
+    def __init__(
+        self, detector: PAADetector, teacher: PAADetector, kd_config: KnowledgeDistillationConfig
+    ) -> None:
         super().__init__(detector, teacher)
         self.kd_config = kd_config
         self.distillation_loss = SoftLabelDistillationLoss(kd_config, detector.box_coder)
@@ -38,7 +40,12 @@ class SoftLabelMethod(TrainingMethod):
         grid, valid_mask = self.anchors_for(outputs, batch)
         student = outputs.float()
         losses = self.distillation_loss(
-            student, teacher_outputs, grid, valid_mask, batch.gt_boxes, batch.image_sizes.to(valid_mask.device)
+            student,
+            teacher_outputs,
+            grid,
+            valid_mask,
+            batch.gt_boxes,
+            batch.image_sizes.to(valid_mask.device),
         )
         if self.loss is not None:
             assignment = self.self_assignment(outputs, grid, valid_mask, batch)

@@ -19,7 +19,9 @@ class SoLADMethod(LADMethod):
     (released: λ_cls 2.0, λ_iou 10.0, box 1.3, min_iou 0.5, γ 0.5). One teacher forward feeds both.
     """
 
-    def __init__(self, detector: PAADetector, teacher: PAADetector, kd_config: KnowledgeDistillationConfig) -> None:
+    def __init__(
+        self, detector: PAADetector, teacher: PAADetector, kd_config: KnowledgeDistillationConfig
+    ) -> None:
         super().__init__(detector, teacher)
         self.kd_config = kd_config
         self.distillation_loss = SoftLabelDistillationLoss(kd_config, detector.box_coder)
@@ -33,7 +35,12 @@ class SoLADMethod(LADMethod):
         losses = self.loss(student, grid, assignment, batch.batch_size)
         losses.update(
             self.distillation_loss(
-                student, teacher_outputs, grid, valid_mask, batch.gt_boxes, batch.image_sizes.to(valid_mask.device)
+                student,
+                teacher_outputs,
+                grid,
+                valid_mask,
+                batch.gt_boxes,
+                batch.image_sizes.to(valid_mask.device),
             )
         )
         return losses

@@ -47,7 +47,11 @@ def anchor_layout_differences(reference: ModelConfig, other: ModelConfig) -> lis
     pairs = (
         ("model.num_classes", reference.num_classes, other.num_classes),
         ("model.anchors.strides", list(reference.anchors.strides), list(other.anchors.strides)),
-        ("model.anchors.octave_base_scale", reference.anchors.octave_base_scale, other.anchors.octave_base_scale),
+        (
+            "model.anchors.octave_base_scale",
+            reference.anchors.octave_base_scale,
+            other.anchors.octave_base_scale,
+        ),
         ("model.neck.num_outs (number of levels)", reference.neck.num_outs, other.neck.num_outs),
     )
     return [f"{key}: student {mine} vs {theirs}" for key, mine, theirs in pairs if mine != theirs]
@@ -70,7 +74,9 @@ def load_network_model_config(reference: NetworkReference, role: str) -> ModelCo
     return load_config(find_config_file(reference.config)).model
 
 
-def load_network_weights(detector: PAADetector, checkpoint_path: str | Path, network: str = "detector") -> None:
+def load_network_weights(
+    detector: PAADetector, checkpoint_path: str | Path, network: str = "detector"
+) -> None:
     """Strictly loads one network's weights from a ladet / mmdetection / bare checkpoint."""
     checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
     state = extract_network_state(checkpoint, network, source=str(checkpoint_path))
@@ -105,7 +111,9 @@ def load_teacher(
             "required (training against a randomly initialised teacher is refused)"
         )
     if not Path(reference.checkpoint).is_file():
-        raise CheckpointError(f"teacher checkpoint not found: {reference.checkpoint} (method.teacher.checkpoint)")
+        raise CheckpointError(
+            f"teacher checkpoint not found: {reference.checkpoint} (method.teacher.checkpoint)"
+        )
     teacher_config = copy.deepcopy(load_network_model_config(reference, "method.teacher"))
     check_anchor_layout(student_model_config, teacher_config, f"teacher {reference.config}")
     teacher_config.backbone.weights = None
