@@ -1,7 +1,7 @@
 """Small pure box functions on (x1, y1, x2, y2) tensors.
 
 Pairwise IoU comes from ``torchvision.ops.box_iou``; the *aligned* (element-wise) forms that the
-losses and the assignment costs need are written here, with the eps of ALGORITHMS.md §1.4.
+losses and the assignment costs need are written here, with the eps of docs/algorithms.md §1.4.
 """
 
 from __future__ import annotations

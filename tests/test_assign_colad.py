@@ -1,4 +1,4 @@
-"""CoLAD Std/Mean switching (ALGORITHMS.md §5.2 steps 4 and 7) on hand-built cost vectors."""
+"""CoLAD Std/Mean switching (docs/algorithms.md §5.2 steps 4 and 7) on hand-built cost vectors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PAA anchor cost (ALGORITHMS.md §1.5 B): hand-computed value and the fused focal sum vs the
+"""PAA anchor cost (docs/algorithms.md §1.5 B): hand-computed value and the fused focal sum vs the
 element-wise focal loss."""
 
 from __future__ import annotations

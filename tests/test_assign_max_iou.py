@@ -1,4 +1,4 @@
-"""IoU pre-assignment (ALGORITHMS.md §1.5 A) on hand-built anchors with known answers."""
+"""IoU pre-assignment (docs/algorithms.md §1.5 A) on hand-built anchors with known answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PAA selection (ALGORITHMS.md §1.5 C-E): per-level top-k, separation, GTs without candidates,
+"""PAA selection (docs/algorithms.md §1.5 C-E): per-level top-k, separation, GTs without candidates,
 re-labelling, and the whole assigner against the per-GT scikit-learn reference."""
 
 from __future__ import annotations

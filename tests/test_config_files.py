@@ -56,7 +56,7 @@ def test_readme_command_config_exists() -> None:
 
 
 def test_paper_rows_have_the_released_settings() -> None:
-    """Spot-check the hyper-parameters of ALGORITHMS.md §3.3, §4, §5 and §7."""
+    """Spot-check the hyper-parameters of docs/algorithms.md §3.3, §4, §5 and §7."""
     kd = load_config(CONFIG_DIR / "kd" / "kd_r50-paa-r101_fpn_2x8_coco_1x.yaml")
     assert (kd.method.name, kd.model.backbone.depth) == ("kd", 50)
     assert (kd.method.kd.gamma, kd.method.kd.cls_weight, kd.method.kd.iou_weight) == (0.5, 10.0, 10.0)

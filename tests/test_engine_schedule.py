@@ -1,4 +1,4 @@
-"""Learning-rate scaling, warm-up and step decay against hand-computed values (ALGORITHMS.md §1.9)."""
+"""Learning-rate scaling, warm-up and step decay against hand-computed values (docs/algorithms.md §1.9)."""
 
 import pytest
 import torch

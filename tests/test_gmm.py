@@ -1,4 +1,4 @@
-"""Batched two-component GMM (ALGORITHMS.md §1.5 D, §9.2): hand-computed answers, robustness, and
+"""Batched two-component GMM (docs/algorithms.md §1.5 D, §9.2): hand-computed answers, robustness, and
 scikit-learn's ``GaussianMixture`` as an oracle on 2,000 random cost vectors."""
 
 from __future__ import annotations

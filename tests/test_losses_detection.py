@@ -1,4 +1,4 @@
-"""DetectionLoss (ALGORITHMS.md §1.6 / §2.1) on hand-built assignments with known answers."""
+"""DetectionLoss (docs/algorithms.md §1.6 / §2.1) on hand-built assignments with known answers."""
 
 from __future__ import annotations
 

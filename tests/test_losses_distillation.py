@@ -1,4 +1,4 @@
-"""Soft-label distillation loss (ALGORITHMS.md §3.1) with known answers and the no-GT case."""
+"""Soft-label distillation loss (docs/algorithms.md §3.1) with known answers and the no-GT case."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Focal-KL (ALGORITHMS.md §3.2): hand-computed values, 0·log0 convention, stability, gradients."""
+"""Focal-KL (docs/algorithms.md §3.2): hand-computed values, 0·log0 convention, stability, gradients."""
 
 from __future__ import annotations
 

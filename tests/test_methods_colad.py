@@ -1,4 +1,4 @@
-"""CoLAD: shared per-(GT, level) switched assignment (ALGORITHMS.md §5.2), keys, diagnostics, no-GT."""
+"""CoLAD: shared per-(GT, level) switched assignment (docs/algorithms.md §5.2), keys, diagnostics, no-GT."""
 
 from __future__ import annotations
 

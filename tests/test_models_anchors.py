@@ -1,4 +1,4 @@
-"""Anchors with nominal strides and valid flags (ALGORITHMS.md §1.3), hand-computed answers."""
+"""Anchors with nominal strides and valid flags (docs/algorithms.md §1.3), hand-computed answers."""
 
 from __future__ import annotations
 

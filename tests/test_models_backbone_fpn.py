@@ -1,4 +1,4 @@
-"""ResNet backbone (frozen stages, BN eval, local weights) and FPN (ALGORITHMS.md §1.1)."""
+"""ResNet backbone (frozen stages, BN eval, local weights) and FPN (docs/algorithms.md §1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Delta box coder (ALGORITHMS.md §1.3): hand values, round trip, clamp, clipping, torchvision oracle."""
+"""Delta box coder (docs/algorithms.md §1.3): hand values, round trip, clamp, clipping, torchvision oracle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PAADetector end to end (tiny R18) and the mmdet checkpoint key mapping (ALGORITHMS.md §10)."""
+"""PAADetector end to end (tiny R18) and the mmdet checkpoint key mapping (docs/algorithms.md §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PAA / IOP / COP heads (ALGORITHMS.md §1.2, §6): init, layout, probability formulas."""
+"""PAA / IOP / COP heads (docs/algorithms.md §1.2, §6): init, layout, probability formulas."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test-time post-processing and vectorised score voting (ALGORITHMS.md §1.7)."""
+"""Test-time post-processing and vectorised score voting (docs/algorithms.md §1.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CoLAD "Std/Mean" cost switching (ALGORITHMS.md §5.2 steps 4 and 7, §9.2 step 8).
+"""CoLAD "Std/Mean" cost switching (docs/algorithms.md §5.2 steps 4 and 7, §9.2 step 8).
 
 For every (image, GT, level) segment with n >= 1 pre-positives, the candidate costs of one of the
 two networks are used:

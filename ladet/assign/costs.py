@@ -1,4 +1,4 @@
-"""PAA anchor cost of every pre-positive (ALGORITHMS.md §1.5 B).
+"""PAA anchor cost of every pre-positive (docs/algorithms.md §1.5 B).
 
     cost(a) = sum_c FL(score_{a,c}, onehot(k)_c) + box_weight * (1 - GIoU(decode(anchor_a, delta_a), box_g))
 

@@ -1,4 +1,4 @@
-"""Batched two-component 1-D Gaussian mixture (EM), scikit-learn semantics (ALGORITHMS.md §1.5 D, §9.2).
+"""Batched two-component 1-D Gaussian mixture (EM), scikit-learn semantics (docs/algorithms.md §1.5 D, §9.2).
 
 Every row of a [G, K] matrix is an independent sample set (the sorted candidate costs of one GT);
 all rows are fitted at once in float64. The loop reproduces ``sklearn.mixture.GaussianMixture(

@@ -1,4 +1,4 @@
-"""IoU pre-assignment of PAA (mmdet ``MaxIoUAssigner`` semantics, ALGORITHMS.md §1.5 A), batched.
+"""IoU pre-assignment of PAA (mmdet ``MaxIoUAssigner`` semantics, docs/algorithms.md §1.5 A), batched.
 
 Every valid anchor ends either pre-positive (IoU >= threshold with some GT, or claimed by a GT in
 the low-quality pass) or negative. The whole batch is handled at once, with no Python loop over

@@ -1,4 +1,4 @@
-"""PAA label assignment for a whole batch (ALGORITHMS.md §1.5 C-E, §9.2), without loops over GTs.
+"""PAA label assignment for a whole batch (docs/algorithms.md §1.5 C-E, §9.2), without loops over GTs.
 
 Pipeline: :func:`~ladet.assign.max_iou.pre_assign` -> :func:`~ladet.assign.costs.anchor_costs` ->
 :func:`select_positives` (per-(GT, level) top-k, GMM, separation) -> :func:`build_result`.

@@ -1,6 +1,6 @@
 """The typed configuration schema. Every key a YAML config may hold is a field here.
 
-Defaults reproduce the PAA-R50 1x COCO setting of ALGORITHMS.md §1; experiment files only state
+Defaults reproduce the PAA-R50 1x COCO setting of docs/algorithms.md §1; experiment files only state
 what differs. The loader (``ladet.config.loader``) merges ``_base_`` files and dotted overrides
 into these dataclasses and refuses unknown keys and wrong types.
 """
@@ -131,7 +131,7 @@ class NetworkReference:
 
 @dataclass
 class KnowledgeDistillationConfig:
-    """Soft-label (focal-KL) distillation, ALGORITHMS.md §3 and §4."""
+    """Soft-label (focal-KL) distillation, docs/algorithms.md §3 and §4."""
 
     gamma: float = 0.5
     cls_weight: float = 10.0
@@ -144,7 +144,7 @@ class KnowledgeDistillationConfig:
 
 @dataclass
 class CoLADConfig:
-    """Co-learning LAD, ALGORITHMS.md §5. The method's main model is network 1."""
+    """Co-learning LAD, docs/algorithms.md §5. The method's main model is network 1."""
 
     second_network: NetworkReference = field(default_factory=NetworkReference)
     criterion: str = "std_mean"

@@ -1,4 +1,4 @@
-"""COCO-format detection dataset (ALGORITHMS.md §1.8).
+"""COCO-format detection dataset (docs/algorithms.md §1.8).
 
 Load-time rules, in two kinds:
 

@@ -1,4 +1,4 @@
-"""Image/box transforms of the COCO pipeline (ALGORITHMS.md §1.8).
+"""Image/box transforms of the COCO pipeline (docs/algorithms.md §1.8).
 
 Training: keep-ratio resize (single or multi-scale), horizontal flip, normalise, pad to 32.
 Test: the same resize at the single test scale, no flip.

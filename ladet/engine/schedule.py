@@ -1,4 +1,4 @@
-"""Learning-rate scaling, linear warm-up and epoch-based step decay (ALGORITHMS.md §1.9)."""
+"""Learning-rate scaling, linear warm-up and epoch-based step decay (docs/algorithms.md §1.9)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """``train.optimizer`` on all trainable parameters (norms and biases included), weight decay on all.
 
-    "sgd": SGD with momentum (ALGORITHMS.md §1.9); "adamw": AdamW with decoupled weight decay.
+    "sgd": SGD with momentum (docs/algorithms.md §1.9); "adamw": AdamW with decoupled weight decay.
     """
     trainable = [parameter for parameter in parameters if parameter.requires_grad]
     if not trainable:

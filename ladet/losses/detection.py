@@ -1,4 +1,4 @@
-"""The PAA detection loss given an assignment: focal + GIoU + IoU-branch BCE (ALGORITHMS.md §1.6, §2.1).
+"""The PAA detection loss given an assignment: focal + GIoU + IoU-branch BCE (docs/algorithms.md §1.6, §2.1).
 
 The same module trains the PAA baseline (box loss weighted by IoU, §1.6), LAD students and both
 CoLAD networks (plain mean box loss, §2.1 step 5), whatever assignment it is handed.

@@ -1,4 +1,4 @@
-"""Soft-label distillation (KD) of ALGORITHMS.md §3.1, used alone (KD) and inside SoLAD (§4).
+"""Soft-label distillation (KD) of docs/algorithms.md §3.1, used alone (KD) and inside SoLAD (§4).
 
 Per batch, with the teacher's fp32 outputs and the student's outputs on the same anchor grid:
 
@@ -8,7 +8,7 @@ Per batch, with the teacher's fp32 outputs and the student's outputs on the same
    (anchor boxes instead of teacher boxes when ``use_predicted_boxes`` is False).
 3. Selected set S = valid anchors with ω_a > ``min_iou``; Z = Σ_{a∈S} ω_a over the batch,
    clamped to ≥ 1 (a batch without GT, or without a teacher box above ``min_iou``, stays finite:
-   ALGORITHMS.md §8.3).
+   docs/algorithms.md §8.3).
 
 Losses (keys): ``loss_kd_cls`` = λ_cls · Σ_{all anchors, classes} FKL(student, σ(teacher)) / Z;
 ``loss_kd_iou`` = λ_iou · Σ_{a∈S} FKL(o^S_a, σ(o^T_a)) / Z (only when both heads have an IoU

@@ -1,4 +1,4 @@
-"""Focal-KL: the element-wise soft-label distillation loss of ALGORITHMS.md §3.2.
+"""Focal-KL: the element-wise soft-label distillation loss of docs/algorithms.md §3.2.
 
 Each class channel is treated as an independent Bernoulli variable (per-class sigmoid, no
 softmax, no temperature). With the student's probability p and the teacher's probability t:
@@ -67,7 +67,7 @@ def focal_kl_loss_from_probabilities(
 ) -> Tensor:
     """Focal-KL for students whose head already outputs probabilities (IOP / COP heads).
 
-    Both p and t are clamped to [1e-4, 0.9999] before the logs (ALGORITHMS.md §3.2, second mode);
+    Both p and t are clamped to [1e-4, 0.9999] before the logs (docs/algorithms.md §3.2, second mode);
     computed in fp32 outside autocast.
 
     Args:

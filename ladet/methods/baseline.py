@@ -1,4 +1,4 @@
-"""The PAA baseline: the network assigns its own labels (ALGORITHMS.md §1.5-1.6)."""
+"""The PAA baseline: the network assigns its own labels (docs/algorithms.md §1.5-1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CoLAD: two networks trained together on ONE shared, dynamically switched assignment (ALGORITHMS.md §5)."""
+"""CoLAD: two networks trained together on ONE shared, dynamically switched assignment (docs/algorithms.md §5)."""
 
 from __future__ import annotations
 

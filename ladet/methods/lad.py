@@ -1,4 +1,4 @@
-"""LAD: the frozen teacher's PAA assignment trains the student (ALGORITHMS.md §2)."""
+"""LAD: the frozen teacher's PAA assignment trains the student (docs/algorithms.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Soft-label distillation with the focal-KL loss (ALGORITHMS.md §3)."""
+"""Soft-label distillation with the focal-KL loss (docs/algorithms.md §3)."""
 
 from __future__ import annotations
 

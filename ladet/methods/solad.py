@@ -1,4 +1,4 @@
-"""SoLAD: LAD plus soft-label distillation from one teacher forward (ALGORITHMS.md §4)."""
+"""SoLAD: LAD plus soft-label distillation from one teacher forward (docs/algorithms.md §4)."""
 
 from __future__ import annotations
 

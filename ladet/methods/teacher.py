@@ -1,6 +1,6 @@
 """Building networks referenced by config file + checkpoint: LAD/KD/SoLAD teachers, CoLAD's second network.
 
-Loading is strict (PEERS.md F2, ALGORITHMS.md §8.3): a missing checkpoint is an error before
+Loading is strict (docs/algorithms.md §8.3): a missing checkpoint is an error before
 step 0 (never a silently random teacher), every missing / unexpected / mis-shaped key is listed,
 and a network whose classes or anchor layout differ from the student's is refused, because the
 assignment is exchanged anchor by anchor.

@@ -1,4 +1,4 @@
-"""Square anchors at the top-left corner of each cell, with nominal strides (ALGORITHMS.md §1.3).
+"""Square anchors at the top-left corner of each cell, with nominal strides (docs/algorithms.md §1.3).
 
 Anchor (i, j) of level l is centred at (j * s_l, i * s_l) with side ``octave_base_scale * s_l``.
 torchvision's ``AnchorGenerator`` is not used: it derives strides by integer division, which

@@ -1,4 +1,4 @@
-"""torchvision ResNet backbone returning C3, C4, C5 (ALGORITHMS.md §1.1).
+"""torchvision ResNet backbone returning C3, C4, C5 (docs/algorithms.md §1.1).
 
 mmdet-style training behaviour: the stem and the first ``frozen_stages`` residual stages get
 ``requires_grad=False``; with ``norm_eval`` every BatchNorm stays in eval mode for the whole

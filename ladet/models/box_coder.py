@@ -1,4 +1,4 @@
-"""Delta (dx, dy, dw, dh) box coder, mmdet ``DeltaXYWHBBoxCoder`` semantics (ALGORITHMS.md §1.3).
+"""Delta (dx, dy, dw, dh) box coder, mmdet ``DeltaXYWHBBoxCoder`` semantics (docs/algorithms.md §1.3).
 
 Centre/size without the legacy +1; means 0, stds (0.1, 0.1, 0.2, 0.2); dw, dh clamped to
 ±|log(16/1000)| before the exponential.

@@ -2,7 +2,7 @@
 
 The detector is a plain ``nn.Module`` that can be saved, exported and used alone: ``forward``
 returns raw :class:`HeadOutputs` (assignment and losses live elsewhere), ``predict`` runs the
-test-time pipeline of ALGORITHMS.md §1.7.
+test-time pipeline of docs/algorithms.md §1.7.
 
 Example:
     >>> from ladet.config.schema import ModelConfig

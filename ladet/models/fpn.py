@@ -1,4 +1,4 @@
-"""Feature pyramid P3..P7 on C3..C5 (ALGORITHMS.md §1.1, mmdet ``add_extra_convs='on_output'``).
+"""Feature pyramid P3..P7 on C3..C5 (docs/algorithms.md §1.1, mmdet ``add_extra_convs='on_output'``).
 
 Differences from torchvision's FPN that matter for parity: Xavier-uniform init with zero bias,
 nearest upsampling to the exact size of the lower level, and P6 = conv(P5 output),

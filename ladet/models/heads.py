@@ -1,4 +1,4 @@
-"""Dense heads shared across FPN levels: PAA (logits + IoU), IOP and COP (ALGORITHMS.md §1.2, §6).
+"""Dense heads shared across FPN levels: PAA (logits + IoU), IOP and COP (docs/algorithms.md §1.2, §6).
 
 All heads have the same ATSS-style trunk: a classification tower and a regression tower of
 ``num_convs`` x [conv3x3 (no bias) -> GroupNorm(32) -> ReLU], a class predictor on the cls tower,
@@ -10,7 +10,7 @@ IoU predictor on the reg tower. The variants only differ in how the class score 
 * ``COPHead``: p_c(y, x) = mean_j σ(z_c(y+dy_j, x+dx_j)) · σ(w_j(y, x)) over the 3x3
   neighbourhood, with a 9-channel coefficient conv (§6.3), fused as 9 shifted multiply-adds.
 
-Probabilities are computed in fp32 (ALGORITHMS.md §8.4). Heads without the IoU branch build no
+Probabilities are computed in fp32 (docs/algorithms.md §8.4). Heads without the IoU branch build no
 IoU conv at all (no dead parameters under DDP).
 """
 
@@ -169,7 +169,7 @@ class DenseHead(nn.Module):
 
 
 class PAAHead(DenseHead):
-    """The PAA head of ALGORITHMS.md §1.2: class logits, scaled box deltas, IoU logits."""
+    """The PAA head of docs/algorithms.md §1.2: class logits, scaled box deltas, IoU logits."""
 
 
 class IOPHead(DenseHead):

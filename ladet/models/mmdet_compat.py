@@ -1,4 +1,4 @@
-"""Key mapping between mmdetection PAA checkpoints and :class:`PAADetector` (ALGORITHMS.md §10).
+"""Key mapping between mmdetection PAA checkpoints and :class:`PAADetector` (docs/algorithms.md §10).
 
 | mmdet key                                    | ladet key                                |
 |----------------------------------------------|------------------------------------------|

@@ -16,7 +16,7 @@ class HeadOutputs:
 
     Attributes:
         class_scores: [B, N, C]. Logits when ``class_scores_are_probabilities`` is False (plain
-            PAA head), probabilities in [0, 1] otherwise (IOP and COP heads, ALGORITHMS.md §6).
+            PAA head), probabilities in [0, 1] otherwise (IOP and COP heads, docs/algorithms.md §6).
         box_deltas: [B, N, 4] deltas (dx, dy, dw, dh) for the delta box coder, already multiplied
             by the per-level learnable scale.
         iou_logits: [B, N] logits of the IoU branch, or None for heads without it (*base heads).

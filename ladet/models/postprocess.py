@@ -1,4 +1,4 @@
-"""Test-time post-processing of PAA head outputs with vectorised score voting (ALGORITHMS.md §1.7).
+"""Test-time post-processing of PAA head outputs with vectorised score voting (docs/algorithms.md §1.7).
 
 Steps per image (the per-level top-k and the decode are batched over images):
 
