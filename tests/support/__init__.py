@@ -1,0 +1,1 @@
+"""Test support: reference implementations, input makers and fixtures shared by tests and benchmarks."""
