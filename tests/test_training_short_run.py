@@ -1,4 +1,4 @@
-"""Issue evidence: a 20-iteration run of a small PAA-R18 on a few generated images lowers the loss
+"""End to end: a 20-iteration run of a small PAA-R18 on a few generated images lowers the loss
 and yields finite, non-empty detections (real data layer, detector, assigner, loss, post-processing).
 """
 
