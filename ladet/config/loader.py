@@ -318,6 +318,8 @@ class _Builder:
                 self.build_value(item_type, item, None, f"{dotted}[{index}]")
                 for index, item in enumerate(value)
             ]
+        if origin is typing.Literal:  # a choice field: the type here, membership in validate_config
+            return self.build_scalar(type(typing.get_args(annotation)[0]), value, dotted)
         return self.build_scalar(annotation, value, dotted)
 
     def build_scalar(self, annotation: Any, value: Any, dotted: str) -> Any:

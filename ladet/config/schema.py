@@ -8,12 +8,30 @@ into these dataclasses and refuses unknown keys and wrong types.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+# ------------------------------------------------------------------------------ choice fields
+# The one list of allowed values of each choice field. The loader checks a value's type, the
+# validation (``ladet.config.validation``) its membership, and the builders (methods, heads,
+# backbones, losses) key their tables by these types; ``choices(X)`` gives the values.
+MethodName = Literal["baseline", "lad", "kd", "solad", "colad"]
+HeadType = Literal["paa", "iop", "cop"]
+BackboneDepth = Literal[18, 34, 50, 101]
+BoxLossWeighting = Literal["iou", "mean"]
+EvaluateNetwork = Literal["first", "second"]
+CoLADCriterion = Literal["std_mean"]
+OptimizerName = Literal["sgd", "adamw"]
+
+
+def choices(choice_type: Any) -> tuple[Any, ...]:
+    """The allowed values of a choice type, in declaration order: ``choices(HeadType)`` -> ("paa", "iop", "cop")."""
+    return get_args(choice_type)
 
 
 # --------------------------------------------------------------------------------------- model
 @dataclass
 class BackboneConfig:
-    depth: int = 50  # torchvision ResNet depth: 18, 34, 50 or 101
+    depth: BackboneDepth = 50  # torchvision ResNet depth
     # ImageNet init: a torchvision weights enum name ("IMAGENET1K_V1"), a local path to a
     # torchvision-layout state dict, or null for random init (tests, built-in dataset).
     weights: str | None = "IMAGENET1K_V1"
@@ -31,7 +49,7 @@ class NeckConfig:
 class HeadConfig:
     # "paa": logits + IoU branch; "iop": implicit objectness (§6.2); "cop": conditional
     # objectness (§6.3). With iou_branch false these are the *base heads of Appendix Table 1.
-    type: str = "paa"
+    type: HeadType = "paa"
     iou_branch: bool = True
     num_convs: int = 4
     feat_channels: int = 256
@@ -63,7 +81,7 @@ class LossConfig:
     iou_weight: float = 0.5
     # "iou": PAA baseline, box loss weighted by IoU(pred, gt) (§1.6);
     # "mean": plain mean over positives (LAD students §2.1, *base heads §6).
-    box_loss_weighting: str = "iou"
+    box_loss_weighting: BoxLossWeighting = "iou"
 
 
 @dataclass
@@ -147,14 +165,13 @@ class CoLADConfig:
     """Co-learning LAD, docs/algorithms.md §5. The method's main model is network 1."""
 
     second_network: NetworkReference = field(default_factory=NetworkReference)
-    criterion: str = "std_mean"
-    evaluate_network: str = "second"  # "first" or "second": used for test, predict and export
+    criterion: CoLADCriterion = "std_mean"
+    evaluate_network: EvaluateNetwork = "second"  # the network used for test, predict and export
 
 
 @dataclass
 class MethodConfig:
-    # "baseline" (PAA self-assignment), "lad", "kd", "solad", "colad"
-    name: str = "baseline"
+    name: MethodName = "baseline"  # "baseline" = PAA self-assignment
     teacher: NetworkReference | None = None
     kd: KnowledgeDistillationConfig = field(default_factory=KnowledgeDistillationConfig)
     colad: CoLADConfig = field(default_factory=CoLADConfig)
@@ -169,7 +186,7 @@ class TrainConfig:
     base_batch_size: int = 16
     scale_lr: bool = True
     # "sgd" (the paper's setting) or "adamw" (converges faster from a random init: demo configs)
-    optimizer: str = "sgd"
+    optimizer: OptimizerName = "sgd"
     momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
     warmup_iters: int = 500

@@ -1,44 +1,40 @@
 """Semantic checks of a built :class:`~ladet.config.schema.Config`.
 
 Types are checked while the config is built (``ladet.config.loader``); this module checks what
-types cannot express: allowed names, value ranges and the rules that tie fields together (a LAD
-run needs a teacher config, lr steps lie inside the schedule, ...).
+the loader's type check leaves open: the value of every choice field against the one list the
+schema declares for it (``Literal[...]``), value ranges, and the rules that tie fields together
+(a LAD run needs a teacher config, lr steps lie inside the schedule, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 from ladet.config.errors import ConfigError
-from ladet.config.schema import Config
+from ladet.config.schema import Config, MethodName, choices
 
-__all__ = [
-    "BACKBONE_DEPTHS",
-    "BOX_LOSS_WEIGHTINGS",
-    "COLAD_CRITERIA",
-    "EVALUATE_NETWORKS",
-    "OPTIMIZERS",
-    "HEAD_TYPES",
-    "METHODS_WITH_TEACHER",
-    "METHOD_NAMES",
-    "validate_config",
-]
+__all__ = ["METHODS_WITH_TEACHER", "validate_config"]
 
-METHOD_NAMES = ("baseline", "lad", "kd", "solad", "colad")
-METHODS_WITH_TEACHER = ("lad", "kd", "solad")
-HEAD_TYPES = ("paa", "iop", "cop")
-BACKBONE_DEPTHS = (18, 34, 50, 101)
-BOX_LOSS_WEIGHTINGS = ("iou", "mean")
-EVALUATE_NETWORKS = ("first", "second")
-OPTIMIZERS = ("sgd", "adamw")
-COLAD_CRITERIA = ("std_mean",)
+METHODS_WITH_TEACHER: tuple[MethodName, ...] = ("lad", "kd", "solad")
 
 
-def _choice(value: Any, allowed: Sequence[Any], key: str, problems: list[str]) -> None:
-    if value not in allowed:
-        problems.append(f"key '{key}': {value!r} is not one of {list(allowed)}")
+def _check_choices(section: Any, prefix: str, problems: list[str]) -> None:
+    """Every choice field (``Literal[...]`` in the schema) of ``section`` and its sub-sections."""
+    hints = typing.get_type_hints(type(section))
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        key = f"{prefix}{item.name}"
+        if typing.get_origin(hints[item.name]) is typing.Literal:
+            allowed = choices(hints[item.name])
+            # `type(...) is` so that 50.0 or True never pass for an int choice
+            if not any(value == option and type(value) is type(option) for option in allowed):
+                problems.append(f"key '{key}': {value!r} is not one of {list(allowed)}")
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _check_choices(value, key + ".", problems)
 
 
 def validate_config(
@@ -54,13 +50,7 @@ def validate_config(
     """
     problems: list[str] = []
     model, method, train, data = config.model, config.method, config.train, config.data
-    _choice(method.name, METHOD_NAMES, "method.name", problems)
-    _choice(model.head.type, HEAD_TYPES, "model.head.type", problems)
-    _choice(model.backbone.depth, BACKBONE_DEPTHS, "model.backbone.depth", problems)
-    _choice(model.loss.box_loss_weighting, BOX_LOSS_WEIGHTINGS, "model.loss.box_loss_weighting", problems)
-    _choice(method.colad.evaluate_network, EVALUATE_NETWORKS, "method.colad.evaluate_network", problems)
-    _choice(method.colad.criterion, COLAD_CRITERIA, "method.colad.criterion", problems)
-    _choice(train.optimizer, OPTIMIZERS, "train.optimizer", problems)
+    _check_choices(config, "", problems)
     if not -1 <= model.backbone.frozen_stages <= 4:
         problems.append(f"key 'model.backbone.frozen_stages': {model.backbone.frozen_stages} not in [-1, 4]")
     if method.name in METHODS_WITH_TEACHER and (method.teacher is None or not method.teacher.config):

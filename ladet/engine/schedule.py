@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ladet.config.schema import TrainConfig
+from ladet.config.schema import OptimizerName, TrainConfig, choices
 
 
 def scaled_learning_rate(train_config: TrainConfig, total_batch_size: int) -> float:
@@ -76,7 +76,9 @@ def build_optimizer(
     if train_config.optimizer == "adamw":
         return torch.optim.AdamW(trainable, lr=base_lr, weight_decay=train_config.weight_decay)
     if train_config.optimizer != "sgd":
-        raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {train_config.optimizer!r}")
+        raise ValueError(
+            f"train.optimizer must be one of {list(choices(OptimizerName))}, got {train_config.optimizer!r}"
+        )
     return torch.optim.SGD(
         trainable, lr=base_lr, momentum=train_config.momentum, weight_decay=train_config.weight_decay
     )

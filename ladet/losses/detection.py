@@ -14,13 +14,12 @@ from torch import Tensor
 
 from ladet.assign.result import AssignResult
 from ladet.boxes import aligned_giou, aligned_iou
-from ladet.config.schema import LossConfig
+from ladet.config.schema import BoxLossWeighting, LossConfig, choices
 from ladet.losses.focal import focal_loss
 from ladet.models.outputs import HeadOutputs
 
-__all__ = ["DetectionLoss", "BOX_LOSS_WEIGHTINGS"]
+__all__ = ["DetectionLoss"]
 
-BOX_LOSS_WEIGHTINGS = ("iou", "mean")
 IOU_WEIGHT_FLOOR = 1e-12  # max(u, 1e-12) of §1.6
 
 
@@ -55,10 +54,10 @@ class DetectionLoss:
     """
 
     def __init__(self, loss_config: LossConfig, box_coder: BoxDecoder, with_iou_branch: bool = True) -> None:
-        if loss_config.box_loss_weighting not in BOX_LOSS_WEIGHTINGS:
+        if loss_config.box_loss_weighting not in choices(BoxLossWeighting):
             raise ValueError(
                 f"model.loss.box_loss_weighting = {loss_config.box_loss_weighting!r}; "
-                f"expected one of {list(BOX_LOSS_WEIGHTINGS)}"
+                f"expected one of {list(choices(BoxLossWeighting))}"
             )
         self.config = loss_config
         self.box_coder = box_coder

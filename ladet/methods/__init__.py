@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import torch
 
-from ladet.config.schema import Config
+from ladet.config.schema import Config, MethodName, choices
 from ladet.methods.base import TrainingMethod
 from ladet.methods.baseline import BaselineMethod
-from ladet.methods.colad import EVALUATE_NETWORK_NAMES, CoLADMethod
+from ladet.methods.colad import CoLADMethod, network_attribute
 from ladet.methods.lad import LADMethod
 from ladet.methods.soft_label import SoftLabelMethod
 from ladet.methods.solad import SoLADMethod
@@ -32,10 +32,7 @@ __all__ = [
     "build_evaluation_detector",
     "evaluation_network_name",
     "load_teacher",
-    "METHODS_NEEDING_TEACHER",
 ]
-
-METHODS_NEEDING_TEACHER = ("lad", "kd", "solad")
 
 
 def _teacher(config: Config, device: torch.device | str) -> PAADetector:
@@ -68,7 +65,7 @@ def _colad(config: Config, device: torch.device | str) -> TrainingMethod:
     return CoLADMethod(build_detector(config.model), second, colad.evaluate_network, colad.criterion)
 
 
-METHOD_BUILDERS: dict[str, Callable[[Config, torch.device | str], TrainingMethod]] = {
+METHOD_BUILDERS: dict[MethodName, Callable[[Config, torch.device | str], TrainingMethod]] = {
     "baseline": _baseline,
     "lad": _lad,
     "kd": _soft_label,
@@ -86,19 +83,14 @@ def build_method(config: Config, device: torch.device | str) -> TrainingMethod:
     """
     builder = METHOD_BUILDERS.get(config.method.name)
     if builder is None:
-        raise ValueError(f"unknown method.name {config.method.name!r}; valid: {sorted(METHOD_BUILDERS)}")
+        raise ValueError(f"unknown method.name {config.method.name!r}; valid: {sorted(choices(MethodName))}")
     return builder(config, device).to(device)
 
 
 def evaluation_network_name(config: Config) -> str:
     """``"detector"`` or, for CoLAD evaluating network 2, ``"second_detector"`` (checkpoint prefix)."""
     if config.method.name == "colad":
-        evaluate = config.method.colad.evaluate_network
-        if evaluate not in EVALUATE_NETWORK_NAMES:
-            raise ValueError(
-                f"method.colad.evaluate_network = {evaluate!r}; expected one of {list(EVALUATE_NETWORK_NAMES)}"
-            )
-        return EVALUATE_NETWORK_NAMES[evaluate]
+        return network_attribute(config.method.colad.evaluate_network)
     return "detector"
 
 

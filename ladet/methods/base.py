@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ladet.assign.paa import PAAAssigner
 from ladet.assign.result import AssignResult
+from ladet.config.schema import BoxLossWeighting
 from ladet.losses.detection import DetectionLoss
 from ladet.methods.teacher import check_anchor_layout
 from ladet.models.anchors import AnchorGrid
@@ -41,7 +42,9 @@ def build_assigner(detector: PAADetector) -> PAAAssigner:
     )
 
 
-def build_detection_loss(detector: PAADetector, box_loss_weighting: str | None = None) -> DetectionLoss:
+def build_detection_loss(
+    detector: PAADetector, box_loss_weighting: BoxLossWeighting | None = None
+) -> DetectionLoss:
     """The detection loss of ``detector``; ``box_loss_weighting`` overrides the config's choice."""
     loss_config = detector.config.loss
     if box_loss_weighting is not None:

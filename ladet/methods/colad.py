@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from ladet.assign.colad import CoLADChoice, choose_costs_std_mean
 from ladet.assign.max_iou import PreAssignment
 from ladet.assign.result import AssignResult
+from ladet.config.schema import CoLADCriterion, EvaluateNetwork, choices
 from ladet.methods.base import TrainingMethod, build_detection_loss
 from ladet.methods.teacher import check_anchor_layout
 from ladet.models.anchors import AnchorGrid
@@ -18,11 +20,22 @@ from ladet.models.detector import PAADetector
 from ladet.models.outputs import HeadOutputs
 from ladet.structures import Batch
 
-__all__ = ["CoLADMethod", "SharedAssignment", "EVALUATE_NETWORK_NAMES", "SECOND_NETWORK_SUFFIX"]
+__all__ = ["CoLADMethod", "SharedAssignment", "SECOND_NETWORK_SUFFIX", "network_attribute"]
 
-EVALUATE_NETWORK_NAMES = {"first": "detector", "second": "second_detector"}
 SECOND_NETWORK_SUFFIX = "_second"
-CRITERIA = {"std_mean": choose_costs_std_mean}
+# The implementation of each ``CoLADCriterion`` of the schema.
+CRITERIA: dict[CoLADCriterion, Callable[[Tensor, Tensor, PreAssignment], CoLADChoice]] = {
+    "std_mean": choose_costs_std_mean
+}
+
+
+def network_attribute(network: EvaluateNetwork) -> str:
+    """The module attribute (and checkpoint prefix) of a CoLAD network: "detector" or "second_detector"."""
+    if network not in choices(EvaluateNetwork):
+        raise ValueError(
+            f"method.colad.evaluate_network = {network!r}; expected one of {list(choices(EvaluateNetwork))}"
+        )
+    return "second_detector" if network == "second" else "detector"
 
 
 @dataclass
@@ -62,16 +75,15 @@ class CoLADMethod(TrainingMethod):
         self,
         detector: PAADetector,
         second_detector: PAADetector,
-        evaluate_network: str = "second",
-        criterion: str = "std_mean",
+        evaluate_network: EvaluateNetwork = "second",
+        criterion: CoLADCriterion = "std_mean",
     ) -> None:
         super().__init__(detector)
-        if evaluate_network not in EVALUATE_NETWORK_NAMES:
-            raise ValueError(
-                f"method.colad.evaluate_network = {evaluate_network!r}; expected one of {list(EVALUATE_NETWORK_NAMES)}"
-            )
+        network_attribute(evaluate_network)  # checks the name
         if criterion not in CRITERIA:
-            raise ValueError(f"method.colad.criterion = {criterion!r}; expected one of {list(CRITERIA)}")
+            raise ValueError(
+                f"method.colad.criterion = {criterion!r}; expected one of {list(choices(CoLADCriterion))}"
+            )
         check_anchor_layout(detector.config, second_detector.config, "the CoLAD second network")
         self.second_detector = second_detector
         self.train(True)  # re-apply norm_eval to the newly registered network (see TrainingMethod)

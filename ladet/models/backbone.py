@@ -10,33 +10,37 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["ResNetBackbone", "RESNET_STAGE_CHANNELS"]
+from ladet.config.schema import BackboneDepth, choices
 
-# Output channels of layer1..layer4 per depth.
-RESNET_STAGE_CHANNELS: dict[int, list[int]] = {
-    18: [64, 128, 256, 512],
-    34: [64, 128, 256, 512],
-    50: [256, 512, 1024, 2048],
-    101: [256, 512, 1024, 2048],
-}
+__all__ = ["ResNetBackbone", "ResNetVariant", "RESNET_VARIANTS"]
 
-_RESNET_BUILDERS: dict[int, Callable[..., torchvision.models.ResNet]] = {
-    18: torchvision.models.resnet18,
-    34: torchvision.models.resnet34,
-    50: torchvision.models.resnet50,
-    101: torchvision.models.resnet101,
-}
 
-_RESNET_WEIGHT_ENUMS: dict[int, str] = {
-    18: "ResNet18_Weights",
-    34: "ResNet34_Weights",
-    50: "ResNet50_Weights",
-    101: "ResNet101_Weights",
+@dataclass(frozen=True)
+class ResNetVariant:
+    """What differs between the ResNet depths of ``BackboneDepth``.
+
+    Attributes:
+        builder: the torchvision constructor.
+        weights_enum: the name of its torchvision weights enum.
+        stage_channels: output channels of layer1..layer4.
+    """
+
+    builder: Callable[..., torchvision.models.ResNet]
+    weights_enum: str
+    stage_channels: tuple[int, int, int, int]
+
+
+RESNET_VARIANTS: dict[BackboneDepth, ResNetVariant] = {
+    18: ResNetVariant(torchvision.models.resnet18, "ResNet18_Weights", (64, 128, 256, 512)),
+    34: ResNetVariant(torchvision.models.resnet34, "ResNet34_Weights", (64, 128, 256, 512)),
+    50: ResNetVariant(torchvision.models.resnet50, "ResNet50_Weights", (256, 512, 1024, 2048)),
+    101: ResNetVariant(torchvision.models.resnet101, "ResNet101_Weights", (256, 512, 1024, 2048)),
 }
 
 
@@ -63,19 +67,19 @@ class ResNetBackbone(nn.Module):
 
     def __init__(
         self,
-        depth: int = 50,
+        depth: BackboneDepth = 50,
         weights: str | None = None,
         frozen_stages: int = 1,
         norm_eval: bool = True,
     ) -> None:
         super().__init__()
-        if depth not in _RESNET_BUILDERS:
+        if depth not in RESNET_VARIANTS:
             raise ValueError(
-                f"ResNetBackbone: unsupported depth {depth}; choose from {sorted(_RESNET_BUILDERS)}"
+                f"ResNetBackbone: unsupported depth {depth}; choose from {list(choices(BackboneDepth))}"
             )
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"ResNetBackbone: frozen_stages must be in [-1, 4], got {frozen_stages}")
-        network = _RESNET_BUILDERS[depth](weights=None)
+        network = RESNET_VARIANTS[depth].builder(weights=None)
         if weights is not None:
             _load_resnet_weights(network, depth, weights)
         self.depth = depth
@@ -89,7 +93,7 @@ class ResNetBackbone(nn.Module):
         self.layer2 = network.layer2
         self.layer3 = network.layer3
         self.layer4 = network.layer4
-        self.out_channels: list[int] = RESNET_STAGE_CHANNELS[depth][1:]
+        self.out_channels: list[int] = list(RESNET_VARIANTS[depth].stage_channels[1:])
         self._freeze_stages()
         # A freshly built module is in train mode without train() having run: apply norm_eval
         # now so that no forward before the first train()/eval() call updates BN statistics.
@@ -131,7 +135,7 @@ class ResNetBackbone(nn.Module):
         return [c3, c4, c5]
 
 
-def _load_resnet_weights(network: torchvision.models.ResNet, depth: int, weights: str) -> None:
+def _load_resnet_weights(network: torchvision.models.ResNet, depth: BackboneDepth, weights: str) -> None:
     """Loads ImageNet weights given as an enum member name or a local state-dict path."""
     if _looks_like_path(weights):
         if not os.path.isfile(weights):
@@ -143,7 +147,7 @@ def _load_resnet_weights(network: torchvision.models.ResNet, depth: int, weights
             raise ValueError(f"ResNetBackbone: {weights} does not hold a state dict")
         source = weights
     else:
-        enum_prefix = f"{_RESNET_WEIGHT_ENUMS[depth]}."
+        enum_prefix = f"{RESNET_VARIANTS[depth].weights_enum}."
         if "_Weights." in weights and not weights.startswith(enum_prefix):
             raise ValueError(
                 f"ResNetBackbone: weights {weights!r} are not ResNet-{depth} weights ({enum_prefix}*)"
@@ -154,7 +158,7 @@ def _load_resnet_weights(network: torchvision.models.ResNet, depth: int, weights
         except (ValueError, AttributeError, KeyError) as error:
             raise ValueError(
                 f"ResNetBackbone: unknown weights {weights!r} for ResNet-{depth} "
-                f"(expected a member of {_RESNET_WEIGHT_ENUMS[depth]} or an existing file path)"
+                f"(expected a member of {RESNET_VARIANTS[depth].weights_enum} or an existing file path)"
             ) from error
         state = weight_entry.get_state_dict(progress=False)
         source = enum_name

@@ -22,10 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ladet.config.schema import HeadConfig
+from ladet.config.schema import HeadConfig, HeadType, choices
 from ladet.models.outputs import HeadOutputs
 
-__all__ = ["Scale", "ConvNormActivation", "DenseHead", "PAAHead", "IOPHead", "COPHead", "build_head"]
+__all__ = [
+    "Scale",
+    "ConvNormActivation",
+    "DenseHead",
+    "PAAHead",
+    "IOPHead",
+    "COPHead",
+    "HEAD_CLASSES",
+    "build_head",
+]
 
 
 class Scale(nn.Module):
@@ -231,14 +240,16 @@ def conditional_objectness(class_logits: Tensor, coefficient_probabilities: Tens
     return result / 9.0
 
 
-_HEADS: dict[str, type[DenseHead]] = {"paa": PAAHead, "iop": IOPHead, "cop": COPHead}
+HEAD_CLASSES: dict[HeadType, type[DenseHead]] = {"paa": PAAHead, "iop": IOPHead, "cop": COPHead}
 
 
 def build_head(head_config: HeadConfig, num_classes: int, in_channels: int, num_levels: int) -> DenseHead:
-    """Builds the head named by ``head_config.type`` ("paa", "iop" or "cop")."""
-    if head_config.type not in _HEADS:
-        raise ValueError(f"model.head.type: unknown head {head_config.type!r}; choose from {sorted(_HEADS)}")
-    return _HEADS[head_config.type](
+    """Builds the head named by ``head_config.type`` (one of ``choices(HeadType)``)."""
+    if head_config.type not in HEAD_CLASSES:
+        raise ValueError(
+            f"model.head.type: unknown head {head_config.type!r}; choose from {list(choices(HeadType))}"
+        )
+    return HEAD_CLASSES[head_config.type](
         num_classes=num_classes,
         in_channels=in_channels,
         num_levels=num_levels,
