@@ -1,4 +1,5 @@
-"""Plain data containers passed between the data layer, the models, the assigner and the losses.
+"""Plain data containers passed between the data layer, the models, the assigner and the losses,
+and the two protocols (box decoder, anchors holder) those layers share.
 
 Everything here is a dataclass of tensors; nothing holds behaviour beyond small helpers.
 Shapes use: B = images in the batch, G_i = ground-truth boxes of image i, N = anchors per image
@@ -10,9 +11,24 @@ name says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
+
+
+class BoxDecoder(Protocol):
+    """What the assigner and the losses need from a box coder (``ladet.models.box_coder.DeltaBoxCoder``)."""
+
+    def decode(self, anchors: Tensor, deltas: Tensor, max_shape: Tensor | None = None) -> Tensor:
+        """anchors [..., 4] and deltas [..., 4] -> boxes [..., 4], clipped to ``max_shape`` [B, 2] (h, w) if given."""
+        ...
+
+
+class AnchorsHolder(Protocol):
+    """Anything with the anchors of a batch shape (``ladet.models.anchors.AnchorGrid``)."""
+
+    anchors: Tensor  # [N, 4] (x1, y1, x2, y2), levels concatenated P3 first
 
 
 @dataclass

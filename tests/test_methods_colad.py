@@ -21,13 +21,13 @@ def test_identical_networks_choose_as_specified_and_match_self_assignment() -> N
     method = CoLADMethod(first, copy.deepcopy(first), evaluate_network="second")
     batch = tiny_batch()
     pictures = method.label_assignments(batch)
-    counts = _segment_counts(pictures["pre_assignment"])
-    assert (counts >= 2).any() and pictures["uses_second"].shape == counts.shape
+    counts = _segment_counts(pictures.pre_assignment)
+    assert (counts >= 2).any() and pictures.uses_second.shape == counts.shape
     # equal coefficients of variation -> network 2 (">="); single candidate, equal means -> network 1
-    assert torch.equal(pictures["uses_second"], counts >= 2)
-    shared, own = pictures["training_assignment"], pictures["student_assignment"]
+    assert torch.equal(pictures.uses_second, counts >= 2)
+    shared, own = pictures.training_assignment, pictures.student_assignment
     assert torch.equal(shared.positive_mask, own.positive_mask) and torch.equal(shared.labels, own.labels)
-    statistics = pictures["statistics"]
+    statistics = pictures.statistics
     torch.testing.assert_close(statistics["s_mean"], statistics["t_mean"])
     assert 0.0 < statistics["t_ratio"].item() <= 1.0
 
@@ -60,14 +60,14 @@ def test_hand_built_cost_relations(monkeypatch: pytest.MonkeyPatch, transform, e
     monkeypatch.setattr(method.assigner, "costs", fake_costs)
     batch = tiny_batch()
     pictures = method.label_assignments(batch)
-    uses_second = pictures["uses_second"]
+    uses_second = pictures.uses_second
     assert uses_second.all() if expected == "all_second" else not uses_second.any()
     chosen = calls[1] if expected == "all_second" else calls[0]
-    pre = pictures["pre_assignment"]
+    pre = pictures.pre_assignment
     positive = method.assigner.select_positives(chosen, pre)
-    grid, valid_mask = pictures["anchor_grid"], pictures["valid_mask"]
+    grid, valid_mask = pictures.anchor_grid, pictures.valid_mask
     reference = method.assigner.build_result(pre, positive, valid_mask)
-    assert torch.equal(pictures["training_assignment"].positive_mask, reference.positive_mask)
+    assert torch.equal(pictures.training_assignment.positive_mask, reference.positive_mask)
     assert grid.anchors.shape[0] == valid_mask.shape[1]
 
 

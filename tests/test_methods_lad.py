@@ -31,8 +31,8 @@ def test_lad_with_identical_teacher_equals_self_assignment_and_baseline_mean_los
     batch = tiny_batch()
 
     pictures = lad.label_assignments(batch)
-    assert pictures["training_assignment"].num_positives.item() > 0
-    _assert_same_assignment(pictures["training_assignment"], pictures["student_assignment"])
+    assert pictures.training_assignment.num_positives.item() > 0
+    _assert_same_assignment(pictures.training_assignment, pictures.student_assignment)
 
     lad_losses = lad(batch)
     baseline_losses = baseline(batch)
@@ -58,7 +58,7 @@ def test_lad_uses_the_teacher_assignment_not_the_student_one() -> None:
     teacher_outputs = lad.teacher_outputs(batch.images)
     grid, valid_mask = lad.anchors_for(teacher_outputs, batch)
     expected = lad.teacher_assigner.assign(teacher_outputs, grid, valid_mask, batch.gt_boxes, batch.gt_labels)
-    _assert_same_assignment(pictures["training_assignment"], expected)
+    _assert_same_assignment(pictures.training_assignment, expected)
     # and the loss is the student's loss on exactly those targets
     outputs = student(batch.images)
     expected_losses = lad.loss(outputs.float(), grid, expected, batch.batch_size)

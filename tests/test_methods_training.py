@@ -9,7 +9,7 @@ import torch
 from methods_support import method_config, tiny_batch, tiny_detector, tiny_model_config, write_network_files
 
 from ladet.config.schema import Config, NetworkReference
-from ladet.methods import build_evaluation_detector, build_method, evaluation_network_name
+from ladet.methods import LabelAssignments, build_evaluation_detector, build_method, evaluation_network_name
 from ladet.models.heads import COPHead
 
 EXPECTED_KEYS = {
@@ -92,6 +92,7 @@ def test_evaluation_network_selection(references: dict[str, NetworkReference], t
 def test_label_assignments_for_pictures(references: dict[str, NetworkReference]) -> None:
     method = build_method(_config("solad", references), "cpu")
     pictures = method.label_assignments(tiny_batch())
-    assert set(pictures) == {"training_assignment", "student_assignment", "anchor_grid", "valid_mask"}
-    assert pictures["training_assignment"].labels.shape == pictures["valid_mask"].shape
-    assert not pictures["training_assignment"].labels.requires_grad
+    assert isinstance(pictures, LabelAssignments)
+    assert pictures.pre_assignment is None and pictures.uses_second is None and pictures.statistics == {}
+    assert pictures.training_assignment.labels.shape == pictures.valid_mask.shape
+    assert not pictures.training_assignment.labels.requires_grad

@@ -6,8 +6,6 @@ CoLAD networks (plain mean box loss, §2.1 step 5), whatever assignment it is ha
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,18 +15,11 @@ from ladet.boxes import aligned_giou, aligned_iou
 from ladet.config.schema import BoxLossWeighting, LossConfig, choices
 from ladet.losses.focal import focal_loss
 from ladet.models.outputs import HeadOutputs
+from ladet.structures import AnchorsHolder, BoxDecoder
 
 __all__ = ["DetectionLoss"]
 
 IOU_WEIGHT_FLOOR = 1e-12  # max(u, 1e-12) of §1.6
-
-
-class BoxDecoder(Protocol):
-    def decode(self, anchors: Tensor, deltas: Tensor, max_shape: Tensor | None = None) -> Tensor: ...
-
-
-class AnchorsHolder(Protocol):
-    anchors: Tensor  # [N, 4]
 
 
 class DetectionLoss:

@@ -25,9 +25,9 @@ from torch import Tensor
 
 from ladet.boxes import aligned_giou, aligned_iou
 from ladet.config.schema import KnowledgeDistillationConfig
-from ladet.losses.detection import AnchorsHolder, BoxDecoder
 from ladet.losses.focal_kl import focal_kl_loss, focal_kl_loss_from_probabilities
 from ladet.models.outputs import HeadOutputs
+from ladet.structures import AnchorsHolder, BoxDecoder
 
 __all__ = ["SoftLabelDistillationLoss", "max_iou_with_ground_truth", "pad_ground_truth"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from ladet.config.schema import Config, MethodName, choices
-from ladet.methods.base import TrainingMethod
+from ladet.methods.base import LabelAssignments, TrainingMethod
 from ladet.methods.baseline import BaselineMethod
 from ladet.methods.colad import CoLADMethod, network_attribute
 from ladet.methods.lad import LADMethod
@@ -23,6 +23,7 @@ from ladet.models.detector import PAADetector, build_detector
 
 __all__ = [
     "TrainingMethod",
+    "LabelAssignments",
     "BaselineMethod",
     "LADMethod",
     "SoftLabelMethod",

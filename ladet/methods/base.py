@@ -11,12 +11,12 @@ OUTSIDE the module tree (a plain attribute): it is absent from ``parameters()``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 
+from ladet.assign.max_iou import PreAssignment
 from ladet.assign.paa import PAAAssigner
 from ladet.assign.result import AssignResult
 from ladet.config.schema import BoxLossWeighting
@@ -27,7 +27,32 @@ from ladet.models.detector import PAADetector
 from ladet.models.outputs import HeadOutputs
 from ladet.structures import Batch
 
-__all__ = ["TrainingMethod", "build_assigner", "build_detection_loss"]
+__all__ = ["TrainingMethod", "LabelAssignments", "build_assigner", "build_detection_loss"]
+
+
+@dataclass
+class LabelAssignments:
+    """The label assignments of one batch as a method sees them (for the assignment pictures).
+
+    Attributes:
+        training_assignment: the AssignResult the method trains with (the teacher's for LAD /
+            SoLAD / KD, the shared one for CoLAD, the self-assignment for the baseline).
+        student_assignment: the trained network's own PAA self-assignment (CoLAD: network 1's).
+        anchor_grid: the anchors of the batch's padded shape.
+        valid_mask: [B, N] bool anchor valid flags.
+        pre_assignment: the IoU pre-assignment behind ``training_assignment`` when the method
+            keeps it (CoLAD); None otherwise (``method.assigner.pre_assign`` recomputes it).
+        uses_second: CoLAD only, [P] bool per pre-positive: True where network 2's cost was used.
+        statistics: CoLAD only, the logged switching scalars (``s_mean``, ``t_ratio``, ...).
+    """
+
+    training_assignment: AssignResult
+    student_assignment: AssignResult
+    anchor_grid: AnchorGrid
+    valid_mask: Tensor
+    pre_assignment: PreAssignment | None = None
+    uses_second: Tensor | None = None
+    statistics: dict[str, Tensor] = field(default_factory=dict)
 
 
 def build_assigner(detector: PAADetector) -> PAAAssigner:
@@ -137,19 +162,13 @@ class TrainingMethod(nn.Module):
         return self.self_assignment(outputs, grid, valid_mask, batch)
 
     @torch.no_grad()
-    def label_assignments(self, batch: Batch) -> dict[str, Any]:
-        """For the assignment pictures, without grad.
-
-        Returns:
-            dict with ``training_assignment`` (the AssignResult used for training),
-            ``student_assignment`` (the detector's own PAA self-assignment), ``anchor_grid``
-            and ``valid_mask`` [B, N]; CoLAD adds ``uses_second`` [P] and ``pre_assignment``.
-        """
+    def label_assignments(self, batch: Batch) -> LabelAssignments:
+        """The assignment the method trains with and the detector's own, without grad (for pictures)."""
         outputs = self.detector(batch.images).float()
         grid, valid_mask = self.anchors_for(outputs, batch)
-        return {
-            "training_assignment": self.training_assignment(outputs, grid, valid_mask, batch),
-            "student_assignment": self.self_assignment(outputs, grid, valid_mask, batch),
-            "anchor_grid": grid,
-            "valid_mask": valid_mask,
-        }
+        return LabelAssignments(
+            training_assignment=self.training_assignment(outputs, grid, valid_mask, batch),
+            student_assignment=self.self_assignment(outputs, grid, valid_mask, batch),
+            anchor_grid=grid,
+            valid_mask=valid_mask,
+        )

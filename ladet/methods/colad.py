@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -13,7 +12,7 @@ from ladet.assign.colad import CoLADChoice, choose_costs_std_mean
 from ladet.assign.max_iou import PreAssignment
 from ladet.assign.result import AssignResult
 from ladet.config.schema import CoLADCriterion, EvaluateNetwork, choices
-from ladet.methods.base import TrainingMethod, build_detection_loss
+from ladet.methods.base import LabelAssignments, TrainingMethod, build_detection_loss
 from ladet.methods.teacher import check_anchor_layout
 from ladet.models.anchors import AnchorGrid
 from ladet.models.detector import PAADetector
@@ -138,18 +137,18 @@ class CoLADMethod(TrainingMethod):
         return losses
 
     @torch.no_grad()
-    def label_assignments(self, batch: Batch) -> dict[str, Any]:
-        """Adds ``uses_second`` [P] bool and ``pre_assignment`` to the base class' dict."""
+    def label_assignments(self, batch: Batch) -> LabelAssignments:
+        """The shared assignment, network 1's self-assignment, and how the costs were switched."""
         outputs_first = self.detector(batch.images).float()
         outputs_second = self.second_detector(batch.images).float()
         grid, valid_mask = self.anchors_for(outputs_first, batch)
         shared = self.shared_assignment(outputs_first, outputs_second, grid, valid_mask, batch)
-        return {
-            "training_assignment": shared.result,
-            "student_assignment": self.self_assignment(outputs_first, grid, valid_mask, batch),
-            "anchor_grid": grid,
-            "valid_mask": valid_mask,
-            "uses_second": shared.choice.uses_second,
-            "pre_assignment": shared.pre_assignment,
-            "statistics": shared.choice.statistics,
-        }
+        return LabelAssignments(
+            training_assignment=shared.result,
+            student_assignment=self.self_assignment(outputs_first, grid, valid_mask, batch),
+            anchor_grid=grid,
+            valid_mask=valid_mask,
+            pre_assignment=shared.pre_assignment,
+            uses_second=shared.choice.uses_second,
+            statistics=shared.choice.statistics,
+        )

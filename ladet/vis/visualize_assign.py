@@ -5,28 +5,22 @@ method trains with (the teacher's assignment for LAD / SoLAD / KD, the shared on
 beside the positives the student would assign itself, and for CoLAD which network's costs each
 (GT, level) used. A baseline method (no teacher) gets its self-assignment alone.
 
-The method must expose ``label_assignments(batch) -> dict`` (docs/internals.md, methods/). The
-keys read here, each with the accepted alternatives:
-
-* ``assignment``: the AssignResult used for training;
-* ``self_assignment``: the student's self-assignment AssignResult (may be absent or equal to the
-  training one for a baseline);
-* ``anchor_grid``: the AnchorGrid of the batch;
-* CoLAD only: ``uses_second`` [P] bool and ``pre_assignment`` (PreAssignment).
+The method provides ``label_assignments(batch) -> LabelAssignments`` (``ladet.methods.base``):
+the assignment it trains with, the student's self-assignment, the anchor grid and, for CoLAD, the
+pre-assignment and which network's costs each pre-positive used. Other methods' pre-assignment
+(for the per-GT candidate counts) comes from the method's own assigner.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from ladet.assign.max_iou import PreAssignment, pre_assign
+from ladet.assign.max_iou import PreAssignment
 from ladet.assign.result import AssignResult
 from ladet.checkpoint_io import (
     CheckpointError,
@@ -38,7 +32,9 @@ from ladet.config.schema import Config
 from ladet.data.coco import ImageRecord, parse_coco_annotations
 from ladet.data.collate import collate
 from ladet.data.transforms import prepare_image_for_inference
-from ladet.models.anchors import AnchorGenerator, AnchorGrid
+from ladet.methods import build_method
+from ladet.methods.base import LabelAssignments, TrainingMethod
+from ladet.models.anchors import AnchorGrid
 from ladet.vis.assignment import (
     AssignmentPanel,
     AssignmentPicture,
@@ -49,25 +45,7 @@ from ladet.vis.assignment import (
 
 logger = logging.getLogger(__name__)
 
-_KEYS: dict[str, tuple[str, ...]] = {
-    "assignment": ("assignment", "training_assignment", "teacher_assignment"),
-    "self_assignment": ("self_assignment", "student_assignment", "student_self_assignment"),
-    "anchor_grid": ("anchor_grid", "grid"),
-    "uses_second": ("uses_second",),
-    "pre_assignment": ("pre_assignment", "pre"),
-}
 TRAINABLE_NETWORKS = ("detector", "second_detector")
-
-
-def _lookup(assignments: Mapping[str, Any], name: str, required: bool = True) -> Any:
-    for key in _KEYS[name]:
-        if key in assignments and assignments[key] is not None:
-            return assignments[key]
-    if required:
-        raise KeyError(
-            f"label_assignments() returned keys {sorted(assignments)}; expected one of {list(_KEYS[name])}"
-        )
-    return None
 
 
 def load_ground_truth(ann_file: str | Path) -> tuple[dict[str, ImageRecord], list[str]]:
@@ -131,7 +109,7 @@ def _titles(method_name: str) -> tuple[str, str]:
 
 
 def picture_from_label_assignments(
-    assignments: Mapping[str, Any],
+    assignments: LabelAssignments,
     image: Image.Image,
     gt_boxes: Tensor,
     gt_labels: Tensor,
@@ -143,33 +121,31 @@ def picture_from_label_assignments(
     """Builds the picture data of one image from a method's ``label_assignments`` output.
 
     Args:
-        assignments: the dict of ``method.label_assignments(batch)``.
+        assignments: ``method.label_assignments(batch)``.
         image: the image already resized to the network-input frame.
         gt_boxes: [G, 4] its GT boxes (resized frame); gt_labels: [G].
         method_name: ``config.method.name``; "baseline" draws the self-assignment alone.
-        pre_assignment: the batch's IoU pre-assignment when the dict has none (for the
+        pre_assignment: the batch's IoU pre-assignment when ``assignments`` holds none (for the
             per-GT candidate counts).
         image_position: the image's position in the batch.
         note: a line printed under the panels.
     """
-    grid: AnchorGrid = _lookup(assignments, "anchor_grid")
-    training: AssignResult = _lookup(assignments, "assignment")
-    self_assignment: AssignResult | None = _lookup(assignments, "self_assignment", required=False)
-    pre = _lookup(assignments, "pre_assignment", required=False) or pre_assignment
-    if method_name == "baseline" or self_assignment is None:
+    grid = assignments.anchor_grid
+    training = assignments.training_assignment
+    pre = assignments.pre_assignment or pre_assignment
+    if method_name == "baseline":
         panels = [_panel("self-assignment (used for training)", training, image_position)]
     else:
         training_title, self_title = _titles(method_name)
         panels = [
             _panel(training_title, training, image_position),
-            _panel(self_title, self_assignment, image_position),
+            _panel(self_title, assignments.student_assignment, image_position),
         ]
     level_names = _level_names(grid)
     num_gts = int(gt_boxes.shape[0])
     network_choice = anchor_choice = None
-    uses_second = _lookup(assignments, "uses_second", required=False)
-    if uses_second is not None and pre is not None:
-        uses_second = uses_second.cpu()
+    if assignments.uses_second is not None and pre is not None:
+        uses_second = assignments.uses_second.cpu()
         network_choice = network_choice_per_gt_level(
             uses_second,
             pre.image_index.cpu(),
@@ -223,8 +199,6 @@ def visualize_assignments(
     Returns:
         The written PNG paths, in the order of ``image_paths``.
     """
-    from ladet.methods import build_method  # deferred: methods import the whole model stack
-
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ann_file = annotations or config.data.val.ann_file
     records: dict[str, ImageRecord] = {}
@@ -234,7 +208,7 @@ def visualize_assignments(
         class_names = class_names or file_class_names
     else:
         logger.warning("annotation file %r not found: images are drawn without GT", ann_file)
-    method = build_method(config, target)
+    method: TrainingMethod = build_method(config, target)
     load_method_weights(method, checkpoint)
     method.to(target).eval()
     output = Path(out_dir)
@@ -255,9 +229,12 @@ def visualize_assignments(
         batch = collate([item], config.data.size_divisor).to(target)
         with torch.no_grad():
             assignments = method.label_assignments(batch)
-        pre = None
-        if _lookup(assignments, "pre_assignment", required=False) is None:
-            pre = _pre_assignment(assignments, batch, config)
+        pre = assignments.pre_assignment
+        if pre is None:
+            with torch.no_grad():
+                pre = method.assigner.pre_assign(
+                    assignments.anchor_grid, assignments.valid_mask, batch.gt_boxes, batch.gt_labels
+                )
         height, width = item["image_size"]
         with Image.open(image_path) as opened:
             resized = opened.convert("RGB").resize((int(width), int(height)), Image.Resampling.BILINEAR)
@@ -268,17 +245,3 @@ def visualize_assignments(
         draw_assignment_figure(picture, class_names, display_size).save(path)
         written.append(path)
     return written
-
-
-def _pre_assignment(assignments: Mapping[str, Any], batch: Any, config: Config) -> PreAssignment:
-    grid: AnchorGrid = _lookup(assignments, "anchor_grid")
-    valid = AnchorGenerator.valid_mask(grid, batch.padded_sizes)
-    return pre_assign(
-        grid.anchors,
-        valid,
-        batch.gt_boxes,
-        batch.gt_labels,
-        config.model.assigner.pre_assign_iou_threshold,
-        grid.level_index,
-        num_levels=len(grid.num_per_level),
-    )
