@@ -10,8 +10,8 @@ on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth of the process' p
 (``resource.getrusage``) from just before the networks are built.
 
 Usage:
-    python benchmarks/distill_step.py                       # 800x1333, batch 2, 3 repeats
-    python benchmarks/distill_step.py --height 320 --width 512 --batch 1 --repeats 2
+    python -m benchmarks.distill_step                       # 800x1333, batch 2, 3 repeats
+    python -m benchmarks.distill_step --height 320 --width 512 --batch 1 --repeats 2
 
 Output, one line per method:
     method=lad step_s=... baseline_step_s=... teacher_forward_s=... peak_mb=... baseline_peak_mb=...

@@ -1,7 +1,7 @@
 """Benchmark: ladet CocoEvaluator (faster_coco_eval) vs pycocotools on the same files.
 
 Synthetic ground truth for ``--images`` images and ``--detections`` detections per image (fixed
-seed, ``ladet.evaluation.synthetic``), written to a temporary folder. Timed sides:
+seed, ``tests.support.coco_evaluation``), written to a temporary folder. Timed sides:
 
 * ladet: ``CocoEvaluator(gt.json)`` + ``add`` (Detections tensors -> COCO records) + ``summarize``;
 * pycocotools: ``COCO(gt.json)`` + ``loadRes(results.json)`` (the records ladet wrote) +
@@ -11,7 +11,8 @@ Prints one line::
 
     images=5000 ladet_s=... pycocotools_s=... speedup=... identical=true
 
-``identical`` = all 12 numbers exactly equal. Run: ``.venv/bin/python benchmarks/evaluate.py``
+``identical`` = all 12 numbers exactly equal. Run from the repository root, as a module (it imports
+``tests.support``): ``.venv/bin/python -m benchmarks.evaluate``
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from ladet.evaluation import METRIC_NAMES, CocoEvaluator
-from ladet.evaluation.synthetic import make_synthetic_evaluation_set
+from tests.support.coco_evaluation import make_synthetic_evaluation_set
 
 
 def main() -> None:

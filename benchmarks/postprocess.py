@@ -9,7 +9,7 @@ voting step alone on the same NMS output, and checks that both votings agree. Pr
 (measured on the shared 2-core CPU box; on a GPU the loop additionally pays one host sync per
 class and per detection, which the vectorised form avoids entirely.)
 
-Run: ``.venv/bin/python benchmarks/postprocess.py [--repeats 5]``
+Run from the repository root: ``.venv/bin/python -m benchmarks.postprocess [--repeats 5]``
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Time one PAA-R50 training iteration at 800×1333, batch 2, on the CPU, split into its stages.
 
-    python benchmarks/train_step.py [--repeats 3] [--warmup 1] [--single-thread] [--data-dir DIR]
+    python -m benchmarks.train_step [--repeats 3] [--warmup 1] [--single-thread] [--data-dir DIR]
 
 Prints one line ``data_s=… forward_s=… assign_s=… loss_s=… backward_s=… total_s=…``: medians over
 ``--repeats`` iterations after ``--warmup`` ones. The stages are those of the baseline method's

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from ladet.config import load_config
+from ladet.methods import build_method
+from ladet.methods.teacher import load_network_weights
+from ladet.models.detector import build_detector
 from ladet.structures import Batch
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +49,8 @@ def tiny_batch(num_classes: int) -> Batch:
 @pytest.fixture(scope="module")
 def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo teacher's architecture with random weights, saved as a ladet-style checkpoint."""
-    detector_module = pytest.importorskip("ladet.models.detector")
     torch.manual_seed(0)
-    teacher = detector_module.build_detector(load_config(TEACHER_CONFIG).model)
+    teacher = build_detector(load_config(TEACHER_CONFIG).model)
     path = tmp_path_factory.mktemp("teacher") / "latest.pth"
     state = {f"detector.{key}": value for key, value in teacher.state_dict().items()}
     torch.save({"model": state}, path)
@@ -57,18 +59,15 @@ def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("name", STUDENT_CONFIGS)
 def test_demo_config_builds_its_method(name: str, teacher_checkpoint: Path) -> None:
-    methods = pytest.importorskip("ladet.methods")
     overrides = []
     config = load_config(DEMO_DIR / name)
     if config.method.teacher is not None:
         overrides.append(f"method.teacher.checkpoint={teacher_checkpoint}")
     config = load_config(DEMO_DIR / name, overrides)
     torch.manual_seed(0)
-    method = methods.build_method(config, "cpu")
+    method = build_method(config, "cpu")
     if config.method.name == "colad":
         # network 1 has the teacher's architecture, so the demo teacher checkpoint fits it
-        from ladet.methods.teacher import load_network_weights
-
         load_network_weights(method.detector, teacher_checkpoint)
     method.train()
     losses = method(tiny_batch(config.model.num_classes))

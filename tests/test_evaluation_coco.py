@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ladet.evaluation import METRIC_NAMES, CocoEvaluator, detections_to_coco_results, format_table
-from ladet.evaluation.synthetic import make_synthetic_evaluation_set
 from ladet.structures import Detections
+from tests.support.coco_evaluation import make_synthetic_evaluation_set
 
 
 def _pycocotools_stats(ann_file: Path, results_file: Path) -> tuple[np.ndarray, np.ndarray]:

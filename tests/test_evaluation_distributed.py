@@ -10,7 +10,7 @@ import torch.distributed as distributed
 import torch.multiprocessing as multiprocessing
 
 from ladet.evaluation import METRIC_NAMES, CocoEvaluator
-from ladet.evaluation.synthetic import make_synthetic_evaluation_set
+from tests.support.coco_evaluation import make_synthetic_evaluation_set
 
 NUM_IMAGES = 20
 

@@ -1,4 +1,4 @@
-"""Synthetic ground truth + detections for evaluator tests and ``benchmarks/evaluate.py``.
+"""Synthetic COCO ground truth + detections for the evaluator tests and ``benchmarks/evaluate.py``.
 
 Deterministic in ``seed``. Ground truth covers small, medium and large boxes (log-uniform sides
 4..400 px), non-contiguous category ids, some crowd boxes and some images without objects.
