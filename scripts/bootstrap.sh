@@ -2,7 +2,7 @@
 # Creates ./.venv (if missing) and installs ladet into it, with the test extras when asked.
 # Usage: scripts/bootstrap.sh [test]
 # torch/torchvision are pinned to versions that pip finds locally on the project machines;
-# elsewhere pip downloads them (any torch 2.1..2.14.1 with its torchvision works).
+# elsewhere pip downloads them (pyproject.toml accepts torch 2.3..2.14.1 with its torchvision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
