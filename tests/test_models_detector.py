@@ -7,8 +7,9 @@ import torch
 
 from ladet.config.schema import ModelConfig
 from ladet.models.detector import PAADetector, build_detector
-from ladet.models.mmdet_compat import convert_mmdet_paa_state_dict, convert_to_mmdet_paa_state_dict
+from ladet.models.mmdet_compat import convert_mmdet_paa_state_dict
 from ladet.structures import Batch, Detections
+from tests.support.mmdet_checkpoints import to_mmdet_paa_state_dict
 
 
 def _tiny_config(head_type: str = "paa", iou_branch: bool = True) -> ModelConfig:
@@ -79,7 +80,7 @@ def test_detector_rejects_inconsistent_levels() -> None:
 def test_mmdet_state_dict_round_trip_loads_strictly() -> None:
     torch.manual_seed(0)
     detector = build_detector(_tiny_config())
-    mmdet_state = convert_to_mmdet_paa_state_dict(detector.state_dict())
+    mmdet_state = to_mmdet_paa_state_dict(detector.state_dict())
     # spot-check the mmdet names of §10
     for key in [
         "backbone.layer2.0.downsample.0.weight",
@@ -116,4 +117,4 @@ def test_mmdet_conversion_names_unmapped_keys() -> None:
             {"bbox_head.objectness.weight": torch.zeros(1), "neck.fpn_convs.0.conv.bias": torch.zeros(1)}
         )
     with pytest.raises(KeyError, match=r"head\.coefficient_predictor\.weight"):
-        convert_to_mmdet_paa_state_dict(build_detector(_tiny_config("cop")).state_dict())
+        to_mmdet_paa_state_dict(build_detector(_tiny_config("cop")).state_dict())

@@ -20,7 +20,7 @@ import re
 
 from torch import Tensor
 
-__all__ = ["convert_mmdet_paa_state_dict", "convert_to_mmdet_paa_state_dict", "MMDET_TO_LADET_RULES"]
+__all__ = ["convert_mmdet_paa_state_dict", "MMDET_TO_LADET_RULES"]
 
 NUM_FPN_INPUTS = 3  # C3, C4, C5: mmdet fpn_convs.{0,1,2} are outputs, .{3,4} the extra levels
 NUM_FPN_EXTRA_LEVELS = 2  # P6, P7
@@ -56,7 +56,6 @@ def _to_regex(pattern: str) -> re.Pattern[str]:
 
 
 _FORWARD_RULES = [(_to_regex(source), target) for source, target in MMDET_TO_LADET_RULES]
-_INVERSE_RULES = [(_to_regex(target), source) for source, target in MMDET_TO_LADET_RULES]
 
 
 def _unwrap(state: dict) -> dict[str, Tensor]:
@@ -101,13 +100,3 @@ def convert_mmdet_paa_state_dict(state: dict) -> dict[str, Tensor]:
         KeyError: naming every key that no rule maps.
     """
     return _convert(_unwrap(state), _FORWARD_RULES, "convert_mmdet_paa_state_dict")
-
-
-def convert_to_mmdet_paa_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The inverse: renames a :class:`PAADetector` state dict to mmdet PAA names.
-
-    Raises:
-        KeyError: naming every key that no rule maps (e.g. IOP/COP predictors, which mmdet's
-            PAAHead does not have).
-    """
-    return _convert(state, _INVERSE_RULES, "convert_to_mmdet_paa_state_dict")
