@@ -1,7 +1,8 @@
 """The ``ladet`` command line (also ``python -m ladet`` and ``torchrun -m ladet train ...``).
 
-    ladet train CONFIG --work-dir DIR [--resume auto|PATH] [--seed N] [--deterministic] [key=value ...]
+    ladet train CONFIG --work-dir DIR [--resume auto|PATH] [--force] [--seed N] [--deterministic] [key=value ...]
     ladet test CONFIG --checkpoint CKPT [--out DIR] [key=value ...]
+    ladet check-data CONFIG [--split train|val|both] [key=value ...]
     ladet predict CONFIG --checkpoint CKPT INPUTS... --out DIR [--score-threshold S]
     ladet print-config CONFIG [key=value ...]
     ladet make-dataset --out DIR [--seed N] [--num-train N] [--num-val N]
@@ -48,26 +49,28 @@ def _command_train(arguments: argparse.Namespace) -> int:
     if arguments.deterministic:
         config.deterministic = True
     try:
-        train(config, arguments.work_dir, arguments.resume)
+        train(config, arguments.work_dir, arguments.resume, force=arguments.force)
     finally:
         shutdown_distributed()
     return 0
 
 
 def _command_test(arguments: argparse.Namespace) -> int:
-    from ladet.data import build_val_loader
+    from ladet.data import build_val_loader, resolve_classes, run_data_check
     from ladet.engine.distributed import init_distributed, shutdown_distributed
     from ladet.engine.evaluate import evaluate
-    from ladet.evaluation.coco import CocoEvaluator
+    from ladet.evaluation.coco import build_dataset_evaluator
     from ladet.predictor import load_evaluation_detector
 
     config = load_config(arguments.config, arguments.overrides)
     context = init_distributed()
     try:
+        resolve_classes(config)
+        run_data_check(config, ("val",), context.is_main)
         detector = load_evaluation_detector(config, arguments.checkpoint, context.device)
         loader = build_val_loader(config, context.rank, context.world_size)
-        dataset: Any = loader.dataset  # a CocoDetection
-        evaluator = CocoEvaluator(config.data.val.ann_file, dataset.label_to_category_id, dataset.class_names)
+        dataset: Any = loader.dataset  # a DetectionDataset
+        evaluator = build_dataset_evaluator(config, dataset)
         metrics = evaluate(
             detector, loader, evaluator, context.device, context.is_main, title=str(arguments.checkpoint)
         )
@@ -82,11 +85,28 @@ def _command_test(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _command_predict(arguments: argparse.Namespace) -> int:
-    from PIL import Image
+def _command_check_data(arguments: argparse.Namespace) -> int:
+    from ladet.data import check_data, resolve_classes
 
+    config = load_config(arguments.config, arguments.overrides)
+    splits = {"train": ("train",), "val": ("val",), "both": ("train", "val")}[arguments.split]
+    try:
+        resolve_classes(config)
+    except ValueError as error:  # still check the data; the class mismatch is part of the verdict
+        class_error: ValueError | None = error
+    else:
+        class_error = None
+    report = check_data(config, splits)
+    if class_error is not None:
+        report.extra_errors.append(str(class_error))
+    print(report.format_summary())
+    return EXIT_USER_ERROR if report.errors() else 0
+
+
+def _command_predict(arguments: argparse.Namespace) -> int:
+    from ladet.data.images import read_rgb_image
     from ladet.evaluation.coco import detections_to_coco_results
-    from ladet.predictor import Predictor, expand_image_paths
+    from ladet.predictor import Predictor, dataset_image_ids, expand_image_paths
     from ladet.vis import draw_detections
 
     predictor = Predictor.from_checkpoint(
@@ -96,9 +116,9 @@ def _command_predict(arguments: argparse.Namespace) -> int:
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for image_index, path in enumerate(paths):
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
+    image_ids = dataset_image_ids(predictor.config, paths)
+    for image_id, path in zip(image_ids, paths, strict=True):
+        image = read_rgb_image(path)
         detections = predictor(image)[0]
         keep = detections.scores >= arguments.score_threshold
         detections = type(detections)(
@@ -111,8 +131,12 @@ def _command_predict(arguments: argparse.Namespace) -> int:
             score_threshold=arguments.score_threshold,
             min_display_side=512,
         ).save(out / f"{path.stem}.png")
-        for record in detections_to_coco_results(image_index + 1, detections, predictor.category_ids):
+        for record in detections_to_coco_results(0, detections, predictor.category_ids):
+            record["image_id"] = image_id  # the dataset's id, or the file name outside a dataset
             record["file_name"] = str(path)
+            record["category_name"] = predictor.class_names[
+                predictor.category_ids.index(record["category_id"])
+            ]
             results.append(record)
     (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
     print(f"{len(paths)} image(s), {len(results)} detection(s) -> {out}")
@@ -176,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", default=None, help="'auto' (work-dir/latest.pth if present) or a checkpoint"
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="fresh run into a work dir holding another run: move its files to WORK_DIR/previous_<time>/",
+    )
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
     _overrides(train)
@@ -187,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--out", default="test_results")
     _overrides(test)
     test.set_defaults(handler=_command_test)
+
+    check = commands.add_parser(
+        "check-data", help="check annotations and every image of the config's data; summary table"
+    )
+    check.add_argument("config")
+    check.add_argument("--split", choices=("train", "val", "both"), default="both")
+    _overrides(check)
+    check.set_defaults(handler=_command_check_data)
 
     predict = commands.add_parser("predict", help="draw detections on images / folders and write COCO JSON")
     predict.add_argument("config")

@@ -12,7 +12,6 @@ student never needs its teacher, CoLAD uses ``method.colad.evaluate_network``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,8 +56,10 @@ def load_evaluation_detector(
     Raises:
         CheckpointError: unreadable file or weights of another architecture (keys listed).
     """
+    from ladet.data.classes import resolve_classes
     from ladet.methods import build_evaluation_detector, evaluation_network_name
 
+    resolve_classes(config)
     detector = build_evaluation_detector(config)
     loaded = load_checkpoint(checkpoint)
     network = "detector" if loaded.get("exported") else evaluation_network_name(config)
@@ -67,22 +68,42 @@ def load_evaluation_detector(
     return detector.to(device).eval()
 
 
-def read_categories(ann_file: str, num_classes: int) -> tuple[list[str], list[int]]:
-    """Class names and COCO category ids (sorted by id) from an annotation file, if it is readable.
+def read_categories(config: Config) -> tuple[list[str], list[int]]:
+    """Class names and dataset category ids of each label (``ladet.data.classes.resolve_classes``).
 
-    Falls back to ``"class_<label>"`` and ids ``label + 1`` when the file is missing.
+    Falls back to ``"class_<label>"`` and ids ``label + 1`` only when ``model.num_classes`` is set
+    and the dataset cannot be read (a copied config without its data).
     """
-    path = Path(ann_file) if ann_file else None
-    if path is not None and path.is_file():
+    from ladet.data.classes import resolve_classes
+
+    resolve_classes(config)
+    num_classes = int(config.model.num_classes or 0)
+    names = list(config.class_names) or [f"class_{label}" for label in range(num_classes)]
+    ids = list(config.data.category_ids) or list(range(1, num_classes + 1))
+    return names, ids
+
+
+def dataset_image_ids(config: Config, paths: Sequence[Path]) -> list[int | str]:
+    """Result id of each predicted image: the dataset's image id when the file is an image of
+    ``data.val`` or ``data.train`` (readable), else its file name as given."""
+    from ladet.data.loading import load_annotations, split_config
+
+    ids: list[int | str] = [str(path) for path in paths]
+    resolved = [path.resolve() for path in paths]
+    for split in ("val", "train"):
+        image_dir = split_config(config, split).image_dir
+        if not image_dir or not any(Path(image_dir).resolve() in path.parents for path in resolved):
+            continue
         try:
-            categories = sorted(
-                json.loads(path.read_text(encoding="utf-8"))["categories"], key=lambda c: c["id"]
-            )
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"cannot read the categories of {path}: {error}") from error
-        if len(categories) == num_classes:
-            return [str(c.get("name", c["id"])) for c in categories], [int(c["id"]) for c in categories]
-    return [f"class_{label}" for label in range(num_classes)], list(range(1, num_classes + 1))
+            annotations = load_annotations(config, split)
+        except (OSError, ValueError):
+            continue
+        by_path = {(annotations.image_dir / r.file_name).resolve(): r.image_id for r in annotations.records}
+        ids = [
+            by_path.get(path, given) if isinstance(given, str) else given
+            for path, given in zip(resolved, ids, strict=True)
+        ]
+    return ids
 
 
 def expand_image_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -112,8 +133,8 @@ class Predictor:
     Attributes:
         detector: the network (eval mode) on ``device``.
         config: the resolved config.
-        class_names: name of each contiguous label.
-        category_ids: COCO category id of each label (for result JSON files).
+        class_names: name of each contiguous label (the dataset's, ``ladet.data.classes``).
+        category_ids: dataset category id of each label (for result JSON files).
     """
 
     def __init__(
@@ -128,8 +149,7 @@ class Predictor:
         self.detector = detector.to(device).eval()
         self.config = config
         self.device = torch.device(device)
-        num_classes = config.model.num_classes
-        names, ids = read_categories(config.data.val.ann_file, num_classes)
+        names, ids = read_categories(config)
         self.class_names = list(class_names or config.class_names or names)
         self.category_ids = list(category_ids or ids)
         self.batch_size = max(1, batch_size)

@@ -63,7 +63,12 @@ def test_predict_writes_pictures_and_coco_results(pipeline, tmp_path) -> None:
         assert max(picture.size) >= 512
     results = json.loads((tmp_path / "results.json").read_text())
     assert results, "an untrained detector still scores some boxes above 0.01"
-    assert {r["image_id"] for r in results} <= {1, 2, 3}
+    # result ids are the dataset's image ids (not 1..N in file order)
+    ids_by_file = {}
+    for split in ("val", "train"):
+        document = json.loads((data_dir / "annotations" / f"{split}.json").read_text())
+        ids_by_file.update({str(data_dir / split / i["file_name"]): i["id"] for i in document["images"]})
+    assert all(r["image_id"] == ids_by_file[r["file_name"]] for r in results)
     assert {r["file_name"] for r in results} <= {
         str(data_dir / "val" / "000001.jpg"),
         str(data_dir / "val" / "000002.jpg"),
@@ -74,7 +79,7 @@ def test_predict_writes_pictures_and_coco_results(pipeline, tmp_path) -> None:
     predictor = Predictor.from_checkpoint(config, work_dir / "latest.pth")
     detections = predictor(single)[0]
     expected = sorted(detections.scores[detections.scores >= 0.01].tolist())
-    obtained = sorted(r["score"] for r in results if r["image_id"] == 3)
+    obtained = sorted(r["score"] for r in results if r["file_name"] == str(single))
     assert obtained == pytest.approx(expected, abs=1e-6)
 
 

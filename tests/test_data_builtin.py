@@ -52,7 +52,7 @@ def test_json_is_ordinary_coco_and_loads(tiny: dict[str, Path]) -> None:
     assert per_image.min() >= 1 and per_image.max() <= 12
     dataset = CocoDetection(tiny["train_ann_file"], tiny["train_image_dir"], train=True)
     assert len(dataset) == 8 and dataset.num_classes == 12
-    assert dataset.statistics.degenerate_boxes == 0 and dataset.statistics.outside_boxes == 0
+    assert dataset.problems.count("box_degenerate") == 0 and dataset.problems.count("box_outside") == 0
 
 
 def test_circle_mask_box_known_answer() -> None:

@@ -60,14 +60,22 @@ def test_categories_boxes_and_filters_in_training(dataset_folder: Path) -> None:
         dataset_folder / "annotations.json", dataset_folder, train=True, transform=IDENTITY
     )
     assert dataset.label_to_category_id == [3, 7] and dataset.class_names == ["three", "seven"]
-    assert [record.image_id for record in dataset.records] == [11]  # 12: no usable box, 13: none, 14: small
+    # 12 keeps its area-0 box (area only matters for the size split), 13: no box, 14: small
+    assert [record.image_id for record in dataset.records] == [11, 12]
     item = dataset[0]
     torch.testing.assert_close(item["boxes"], torch.tensor([[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 5.0, 6.0]]))
     assert item["labels"].tolist() == [1, 0]
     assert item["image_id"] == 11 and item["image_size"] == (64, 64) and item["scale_factor"] == (1.0, 1.0)
-    statistics = dataset.statistics
-    assert (statistics.crowd_boxes, statistics.degenerate_boxes, statistics.outside_boxes) == (1, 2, 1)
-    assert (statistics.images_without_boxes, statistics.small_images) == (2, 1)
+    problems = dataset.problems
+    counts = {kind: problems.count(kind) for kind in problems.entries}
+    assert counts == {
+        "box_crowd": 1,
+        "box_degenerate": 1,
+        "box_outside": 1,
+        "area_not_positive": 1,
+        "image_without_boxes": 1,
+        "image_too_small": 1,
+    }
 
 
 def test_evaluation_keeps_every_image(dataset_folder: Path) -> None:
@@ -75,7 +83,9 @@ def test_evaluation_keeps_every_image(dataset_folder: Path) -> None:
         dataset_folder / "annotations.json", dataset_folder, train=False, transform=IDENTITY
     )
     assert [record.image_id for record in dataset.records] == [11, 12, 13, 14]
-    assert dataset[1]["boxes"].shape == (0, 4)  # crowd box never reaches the model
+    # the crowd box never reaches the model (it stays an ignore region); the area-0 box does
+    torch.testing.assert_close(dataset[1]["boxes"], torch.tensor([[1.0, 1.0, 11.0, 11.0]]))
+    assert dataset.records[1].ignore_boxes.tolist() == [[1.0, 1.0, 21.0, 21.0]]
     assert dataset[3]["original_size"] == (16, 64)
     assert dataset.aspect_ratio_groups() == [0, 0, 0, 1]
 
@@ -133,20 +143,19 @@ def test_missing_image_is_an_error_naming_the_file(dataset_folder: Path) -> None
         dataset[0]
 
 
-def test_skip_unreadable_returns_next_readable_and_counts(dataset_folder: Path) -> None:
+def test_skip_unreadable_returns_next_readable_in_training_only(dataset_folder: Path) -> None:
     (dataset_folder / "a.png").unlink()
     (dataset_folder / "b.png").write_bytes(b"not an image")
-    dataset = CocoDetection(
-        dataset_folder / "annotations.json",
-        dataset_folder,
-        train=False,
-        transform=IDENTITY,
-        skip_unreadable=True,
-    )
-    assert dataset[0]["image_id"] == 13
-    assert dataset[1]["image_id"] == 13
-    assert dataset[3]["image_id"] == 14
-    assert dataset.statistics.unreadable_images == {0, 1}
+    arguments = dict(transform=IDENTITY, skip_unreadable=True, min_image_side=8)
+    dataset = CocoDetection(dataset_folder / "annotations.json", dataset_folder, train=True, **arguments)
+    assert [record.image_id for record in dataset.records] == [11, 12, 14]
+    assert dataset[0]["image_id"] == 14 and dataset[1]["image_id"] == 14
+    assert dataset.unreadable_images == {0, 1}
+    # evaluation never substitutes another image (it would be counted twice): the data check
+    # drops unreadable images up front instead
+    evaluation = CocoDetection(dataset_folder / "annotations.json", dataset_folder, train=False, **arguments)
+    with pytest.raises(ValueError, match=r"a\.png.*image id 11.*check-data"):
+        evaluation[0]
 
 
 def test_image_size_mismatch_is_an_error(dataset_folder: Path) -> None:

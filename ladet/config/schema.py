@@ -21,6 +21,7 @@ BoxLossWeighting = Literal["iou", "mean"]
 EvaluateNetwork = Literal["first", "second"]
 CoLADCriterion = Literal["std_mean"]
 OptimizerName = Literal["sgd", "adamw"]
+DataFormat = Literal["coco", "voc", "yolo"]
 
 
 def choices(choice_type: Any) -> tuple[Any, ...]:
@@ -96,7 +97,8 @@ class TestConfig:
 
 @dataclass
 class ModelConfig:
-    num_classes: int = 80
+    # number of object classes; null = taken from the dataset's categories (ladet.data.classes)
+    num_classes: int | None = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -109,8 +111,11 @@ class ModelConfig:
 # ---------------------------------------------------------------------------------------- data
 @dataclass
 class DatasetConfig:
-    ann_file: str = ""  # COCO-format annotation JSON
-    image_dir: str = ""  # folder the JSON's file_name entries are relative to
+    # coco: the annotation JSON; voc: ImageSets/Main/<split>.txt; yolo: the label folder
+    # (default: image_dir with its last "images" component replaced by "labels")
+    ann_file: str = ""
+    image_dir: str = ""  # coco: folder of the file_name entries; voc: JPEGImages; yolo: images/<split>
+    annotation_dir: str = ""  # voc only: the XML folder (default: <ann_file>/../../../Annotations)
 
 
 @dataclass
@@ -135,7 +140,16 @@ class DataConfig:
     flip_prob: float = 0.5
     size_divisor: int = 32
     min_image_side: int = 32  # training images smaller than this are dropped
-    skip_unreadable_images: bool = False  # True: skip and count missing/corrupt images
+    # True: images that are missing, empty or corrupt are dropped (counted in the check's
+    # summary, excluded from evaluation) instead of stopping the run
+    skip_unreadable_images: bool = False
+    format: DataFormat = "coco"  # dataset layout: coco | voc | yolo (README "Your own data")
+    # voc / yolo class list: a YAML file with `names` or a text file with one name per line
+    class_names_file: str = ""
+    check_images: bool = True  # open every image (header + cheap decode) before step 0
+    check_threads: int = 8  # threads of that image pass
+    # dataset category id of each contiguous label; filled from the dataset when empty
+    category_ids: list[int] = field(default_factory=list)
 
 
 # -------------------------------------------------------------------------------------- method

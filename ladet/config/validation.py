@@ -57,8 +57,11 @@ def validate_config(
         problems.append(f"method '{method.name}' needs 'method.teacher.config' (the teacher's config file)")
     if method.name == "colad" and not method.colad.second_network.config:
         problems.append("method 'colad' needs 'method.colad.second_network.config'")
+    if model.num_classes is not None and model.num_classes < 1:
+        problems.append(
+            f"key 'model.num_classes': must be >= 1 or null (from the dataset), got {model.num_classes}"
+        )
     for key, value in (
-        ("model.num_classes", model.num_classes),
         ("data.images_per_gpu", data.images_per_gpu),
         ("data.test_images_per_gpu", data.test_images_per_gpu),
         ("train.epochs", train.epochs),
@@ -91,7 +94,7 @@ def validate_config(
             f"keys 'model.anchors.strides' / 'model.neck.num_outs': {len(model.anchors.strides)} strides "
             f"for {model.neck.num_outs} FPN levels"
         )
-    if config.class_names and len(config.class_names) != model.num_classes:
+    if config.class_names and model.num_classes is not None and len(config.class_names) != model.num_classes:
         problems.append(
             f"key 'class_names': {len(config.class_names)} names for model.num_classes={model.num_classes}"
         )

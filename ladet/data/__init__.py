@@ -1,4 +1,4 @@
-"""Data layer: COCO-format datasets, transforms, samplers, collation and the built-in dataset.
+"""Data layer: COCO / VOC / YOLO datasets, the data check, transforms, samplers, collation, built-in data.
 
 Typical use::
 
@@ -15,13 +15,23 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from ladet.config.schema import Config
 from ladet.data.builtin import make_builtin_dataset
+from ladet.data.check import DataCheckError, check_data, run_data_check
+from ladet.data.classes import resolve_classes
 from ladet.data.coco import CocoDetection
 from ladet.data.collate import collate
+from ladet.data.dataset import DetectionDataset
+from ladet.data.loading import load_annotations
 from ladet.data.samplers import GroupedBatchSampler, InferenceSampler, SampleKey
 from ladet.data.transforms import DetectionTransform, prepare_image_for_inference
 
 __all__ = [
     "CocoDetection",
+    "DataCheckError",
+    "DetectionDataset",
+    "check_data",
+    "load_annotations",
+    "resolve_classes",
+    "run_data_check",
     "DetectionTransform",
     "GroupedBatchSampler",
     "InferenceSampler",
@@ -36,23 +46,19 @@ __all__ = [
 ]
 
 
-def build_dataset(config: Config, split: str) -> CocoDetection:
-    """The dataset of ``config.data.train`` (split "train") or ``config.data.val`` ("val", "test")."""
+def build_dataset(config: Config, split: str) -> DetectionDataset:
+    """The dataset of ``config.data.train`` (split "train") or ``config.data.val`` ("val", "test"),
+    read with the reader of ``data.format`` (images excluded by the data check stay excluded)."""
     data = config.data
     if split == "train":
-        dataset_config, train, transform = data.train, True, DetectionTransform.for_training(data)
+        transform = DetectionTransform.for_training(data)
     elif split in ("val", "test"):
-        dataset_config, train, transform = data.val, False, DetectionTransform.for_evaluation(data)
+        transform = DetectionTransform.for_evaluation(data)
     else:
         raise ValueError(f"unknown split '{split}' (expected 'train' or 'val')")
-    return CocoDetection(
-        dataset_config.ann_file,
-        dataset_config.image_dir,
-        train=train,
-        transform=transform,
-        skip_unreadable=data.skip_unreadable_images,
-        min_image_side=data.min_image_side,
-        seed=config.seed,
+    annotations = load_annotations(config, split)
+    return DetectionDataset(
+        annotations, transform=transform, skip_unreadable=data.skip_unreadable_images, seed=config.seed
     )
 
 
@@ -79,7 +85,7 @@ def build_train_loader(
 
 
 def _data_loader(
-    dataset: CocoDetection, batch_sampler: Sampler[list[SampleKey]] | BatchSampler, config: Config
+    dataset: DetectionDataset, batch_sampler: Sampler[list[SampleKey]] | BatchSampler, config: Config
 ) -> DataLoader:
     """The DataLoader both splits use: ``data.workers_per_gpu`` workers, pinned memory on CUDA."""
     return DataLoader(
@@ -97,7 +103,7 @@ def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> No
     sampler = loader.batch_sampler
     if isinstance(sampler, GroupedBatchSampler):
         sampler.set_epoch(epoch, start_batch)
-    if isinstance(loader.dataset, CocoDetection):
+    if isinstance(loader.dataset, DetectionDataset):
         loader.dataset.set_epoch(epoch)
 
 

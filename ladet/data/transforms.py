@@ -30,6 +30,7 @@ from PIL import Image
 from torch import Tensor
 
 from ladet.config.schema import DataConfig
+from ladet.data.images import read_rgb_image, to_rgb8
 
 # ImageNet statistics on the 0..255 RGB scale (mmdet / torchvision convention).
 IMAGE_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -119,11 +120,11 @@ def pad_to_multiple(image: Tensor, divisor: int) -> Tensor:
 def image_to_tensor(image: Image.Image | np.ndarray | Tensor) -> Tensor:
     """Converts an RGB image to a [3, H, W] float32 tensor on the 0..255 scale.
 
-    Accepts a PIL image (converted to RGB), an [H, W, 3] uint8/float numpy array (RGB), or a
+    Accepts a PIL image (converted to 8-bit RGB, 16-bit values scaled: ``ladet.data.images``), an [H, W, 3] uint8/float numpy array (RGB), or a
     [3, H, W] tensor (RGB, 0..255).
     """
     if isinstance(image, Image.Image):
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        array = np.asarray(to_rgb8(image), dtype=np.uint8)
         return torch.from_numpy(array.copy()).permute(2, 0, 1).float()
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
@@ -255,8 +256,7 @@ def prepare_image_for_inference(
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
+            image = read_rgb_image(path)
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read image file {path}: {error}") from error
     tensor = image_to_tensor(image)

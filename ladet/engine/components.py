@@ -25,6 +25,8 @@ TrainLoaderBuilder = Callable[[Config, int, int, int, int], Iterable[Batch]]
 ValLoaderBuilder = Callable[[Config, int, int], Iterable[Batch]]
 # (config, val_loader) -> evaluator with add / gather / summarize
 EvaluatorBuilder = Callable[[Config, Iterable[Batch]], Any]
+# (config, splits, is_main) -> None; raises before step 0 when the data has errors
+DataChecker = Callable[[Config, tuple[str, ...], bool], None]
 
 
 def _real_method(config: Config, device: torch.device) -> nn.Module:
@@ -48,14 +50,22 @@ def _real_val_loader(config: Config, rank: int, world_size: int) -> Iterable[Bat
 
 
 def _real_evaluator(config: Config, val_loader: Iterable[Batch]) -> Any:
-    from ladet.evaluation.coco import CocoEvaluator
+    from ladet.evaluation.coco import build_dataset_evaluator
 
     dataset = getattr(val_loader, "dataset", None)
     if dataset is None or not hasattr(dataset, "label_to_category_id"):
-        raise TypeError("the validation loader's dataset must provide label_to_category_id (a CocoDetection)")
-    return CocoEvaluator(
-        config.data.val.ann_file, dataset.label_to_category_id, getattr(dataset, "class_names", None)
-    )
+        raise TypeError(
+            "the validation loader's dataset must provide label_to_category_id (a DetectionDataset)"
+        )
+    return build_dataset_evaluator(config, dataset)
+
+
+def _real_check_data(config: Config, splits: tuple[str, ...], is_main: bool) -> None:
+    from ladet.data.check import run_data_check
+    from ladet.data.classes import resolve_classes
+
+    resolve_classes(config)
+    run_data_check(config, splits, is_main)
 
 
 @dataclass
@@ -66,3 +76,9 @@ class TrainingComponents:
     build_train_loader: TrainLoaderBuilder = _real_train_loader
     build_val_loader: ValLoaderBuilder = _real_val_loader
     build_evaluator: EvaluatorBuilder = _real_evaluator
+    # the data check (ladet.data.check) runs by default only with the real training loader
+    check_data: DataChecker | None = None
+
+    def __post_init__(self) -> None:
+        if self.check_data is None and self.build_train_loader is _real_train_loader:
+            self.check_data = _real_check_data

@@ -41,6 +41,7 @@ from ladet.engine.evaluate import evaluate
 from ladet.engine.logging import RunLogger
 from ladet.engine.loop import EpochSettings, train_one_epoch
 from ladet.engine.schedule import StepSchedule, build_optimizer, scaled_learning_rate
+from ladet.engine.work_dir import prepare_fresh_work_dir
 
 TEACHER_METRICS_FILE = "teacher_metrics.json"
 
@@ -146,6 +147,7 @@ def train(
     *,
     components: TrainingComponents | None = None,
     device: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Trains ``config``'s method and returns the last evaluation metrics (empty if none ran).
 
@@ -157,6 +159,8 @@ def train(
             to continue exactly (optimiser, schedule, scaler, RNG states, sampler position).
         components: factories for method, loaders and evaluator (default: the real ladet modules).
         device: "cpu" / "cuda" / None (CUDA when available).
+        force: a fresh run into a work dir holding another run moves the old contents aside
+            (``ladet.engine.work_dir``) instead of being refused.
 
     Raises:
         NonFiniteLossError: a loss term became NaN/inf (the step is not applied, nothing saved).
@@ -166,6 +170,13 @@ def train(
     run = _Run(config, Path(work_dir), components or TrainingComponents(), context)
     set_deterministic(config.deterministic)
     seed_everything(config.seed + context.rank)
+    if run.components.check_data is not None:  # classes from the data + the data check, before step 0
+        run.components.check_data(config, ("train", "val"), context.is_main)
+    if resume is None:  # every rank refuses alike; only rank 0 moves the old files aside
+        moved = prepare_fresh_work_dir(run.work_dir, force, move=context.is_main)
+        barrier()
+        if moved is not None:
+            print(f"moved the earlier run's files of {run.work_dir} to {moved}", flush=True)
     if context.is_main:
         run.work_dir.mkdir(parents=True, exist_ok=True)
         dump_config(config, run.work_dir / "config.yaml")

@@ -104,13 +104,40 @@ def detections_to_coco_results(
     return coco_array_to_results(detections_to_coco_array(image_id, detections, label_to_category_id))
 
 
+def ground_truth_document(annotations: str | os.PathLike[str] | dict[str, Any] | COCO) -> dict[str, Any]:
+    """A copy of the ground truth, ready for COCOeval.
+
+    * Annotation ids are renumbered 1..N. The COCO evaluation code marks "unmatched" with id 0
+      (``dtm``/``gtm``), so a ground-truth box whose id is 0 (labelme's files start there) could
+      never count as matched: pycocotools scores a perfect detector below 1.0 on such a file.
+    * A missing or non-positive ``area`` becomes w * h: ``area`` only decides the small / medium /
+      large split, and 0 would put every box into "small".
+    """
+    if isinstance(annotations, COCO):
+        document = copy.deepcopy(annotations.dataset)
+    elif isinstance(annotations, dict):
+        document = copy.deepcopy(annotations)
+    else:
+        with open(os.fspath(annotations), encoding="utf-8") as handle:
+            document = json.load(handle)
+    for number, annotation in enumerate(document.get("annotations", []), start=1):
+        annotation["id"] = number
+        if float(annotation.get("area", 0) or 0) <= 0:
+            box = annotation["bbox"]
+            annotation["area"] = float(box[2]) * float(box[3])
+    return document
+
+
 class CocoEvaluator:
     """Accumulates detections, gathers them across ranks and computes the COCO box metrics.
 
     Args:
-        annotations: a COCO JSON path, a loaded COCO dict, or a ``faster_coco_eval.COCO``.
+        annotations: a COCO JSON path, a loaded COCO dict, or a ``faster_coco_eval.COCO``
+            (copied, see :func:`ground_truth_document`: annotation ids are renumbered).
         label_to_category_id: COCO category id of each contiguous label.
         class_names: name of each label (for ``per_class_AP``); defaults to the JSON's names.
+        excluded_image_ids: images left out by the data check (unreadable, skipped): never
+            evaluated, even if detections for them were added; their count is reported.
     """
 
     def __init__(
@@ -118,12 +145,10 @@ class CocoEvaluator:
         annotations: str | os.PathLike[str] | dict[str, Any] | COCO,
         label_to_category_id: Sequence[int],
         class_names: Sequence[str] | None = None,
+        excluded_image_ids: Sequence[int] = (),
     ) -> None:
-        if isinstance(annotations, COCO):
-            self.ground_truth = annotations
-        else:
-            source = os.fspath(annotations) if isinstance(annotations, (str, os.PathLike)) else annotations
-            self.ground_truth = COCO(source, print_function=_silent)
+        self.ground_truth = COCO(ground_truth_document(annotations), print_function=_silent)
+        self.excluded_image_ids = sorted({int(image_id) for image_id in excluded_image_ids})
         self.label_to_category_id = [int(category_id) for category_id in label_to_category_id]
         known = set(self.ground_truth.getCatIds())
         unknown = [category_id for category_id in self.label_to_category_id if category_id not in known]
@@ -196,10 +221,10 @@ class CocoEvaluator:
             json.dump(self.results, handle)
 
     def evaluated_image_ids(self) -> list[int]:
-        """Images added so far (unique, sorted); every GT image if nothing was added."""
-        if self.image_ids:
-            return sorted(set(self.image_ids))
-        return sorted(self.ground_truth.getImgIds())
+        """Images added so far (unique, sorted); every GT image if nothing was added; never an
+        excluded image."""
+        image_ids = set(self.image_ids) if self.image_ids else set(self.ground_truth.getImgIds())
+        return sorted(image_ids - set(self.excluded_image_ids))
 
     def summarize(self) -> dict[str, Any]:
         """Runs COCOeval (bbox) on the evaluated images.
@@ -224,6 +249,13 @@ class CocoEvaluator:
         stats = [float(value) for value in evaluation.stats[: len(METRIC_NAMES)]]
         metrics: dict[str, Any] = dict(zip(METRIC_NAMES, stats, strict=True))
         metrics["per_class_AP"] = self._per_class_average_precision(evaluation)
+        if self.excluded_image_ids:
+            metrics["num_excluded_images"] = len(self.excluded_image_ids)
+            logger.warning(
+                "%d unreadable image(s) excluded from the evaluation (data.skip_unreadable_images), e.g. ids %s",
+                len(self.excluded_image_ids),
+                self.excluded_image_ids[:5],
+            )
         return metrics
 
     def _detections_dataset(self) -> COCO:
@@ -253,6 +285,21 @@ class CocoEvaluator:
             values = values[values > -1]
             per_class[name] = float(values.mean()) if values.size else math.nan
         return per_class
+
+
+def build_dataset_evaluator(config: Any, dataset: Any) -> CocoEvaluator:
+    """The evaluator of a :class:`ladet.data.dataset.DetectionDataset` (any layout): the COCO JSON
+    for COCO data, the records as a COCO document for VOC / YOLO; images excluded by the data
+    check are left out and reported."""
+    from ladet.data.loading import evaluation_ground_truth
+
+    annotations = dataset.annotations
+    return CocoEvaluator(
+        evaluation_ground_truth(config, annotations),
+        dataset.label_to_category_id,
+        dataset.class_names,
+        excluded_image_ids=annotations.excluded_image_ids,
+    )
 
 
 def format_table(metrics: dict[str, Any]) -> str:

@@ -60,7 +60,7 @@ def build_assigner(detector: PAADetector) -> PAAAssigner:
     config = detector.config
     return PAAAssigner(
         config.assigner,
-        config.num_classes,
+        detector.num_classes,
         detector.box_coder,
         focal_alpha=config.loss.focal_alpha,
         focal_gamma=config.loss.focal_gamma,

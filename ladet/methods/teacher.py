@@ -115,6 +115,8 @@ def load_teacher(
             f"teacher checkpoint not found: {reference.checkpoint} (method.teacher.checkpoint)"
         )
     teacher_config = copy.deepcopy(load_network_model_config(reference, "method.teacher"))
+    if teacher_config.num_classes is None:  # unset in the teacher's config: the student's (the data's)
+        teacher_config.num_classes = student_model_config.num_classes
     check_anchor_layout(student_model_config, teacher_config, f"teacher {reference.config}")
     teacher_config.backbone.weights = None
     teacher = build_detector(teacher_config)
@@ -136,6 +138,8 @@ def build_second_network(
             False builds without them (evaluation, where a checkpoint supplies every weight).
     """
     model_config = copy.deepcopy(load_network_model_config(reference, "method.colad.second_network"))
+    if model_config.num_classes is None:
+        model_config.num_classes = first_model_config.num_classes
     check_anchor_layout(first_model_config, model_config, f"CoLAD second network {reference.config}")
     if not load_initial_backbone or reference.checkpoint:
         model_config.backbone.weights = None

@@ -54,8 +54,13 @@ class PAADetector(nn.Module):
                 f"model.anchors.strides has {len(config.anchors.strides)} entries but model.neck.num_outs "
                 f"is {config.neck.num_outs}"
             )
+        if config.num_classes is None:
+            raise ValueError(
+                "model.num_classes is not set: it is taken from the dataset by ladet.data.classes.resolve_classes "
+                "(set it, or point data.* at a readable dataset)"
+            )
         self.config = copy.deepcopy(config)
-        self.num_classes = config.num_classes
+        self.num_classes: int = config.num_classes
         self.backbone = ResNetBackbone(
             depth=config.backbone.depth,
             weights=config.backbone.weights,
@@ -64,7 +69,7 @@ class PAADetector(nn.Module):
         )
         self.neck = FPN(self.backbone.out_channels, config.neck.out_channels, config.neck.num_outs)
         self.head: DenseHead = build_head(
-            config.head, config.num_classes, config.neck.out_channels, config.neck.num_outs
+            config.head, self.num_classes, config.neck.out_channels, config.neck.num_outs
         )
         self.anchor_generator = AnchorGenerator(config.anchors.strides, config.anchors.octave_base_scale)
         self.box_coder = DeltaBoxCoder()
