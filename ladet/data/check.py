@@ -54,11 +54,8 @@ class DataCheckReport:
         lines = ["ladet data check"]
         for split in self.splits.values():
             boxes = sum(len(record.boxes) for record in split.records)
-            lines.append(
-                f"{split.problems.title}: {len(split.records)} images, {boxes} boxes, "
-                f"{len(split.category_ids)} classes"
-            )
-            lines.append(split.problems.format_table())
+            header = f"{split.problems.title}: {len(split.records)} images, {boxes} boxes, {len(split.category_ids)} classes"
+            lines.append(split.problems.format_table(header))
         lines.extend(f"error: {message}" for message in self.extra_errors)
         if self.images_checked:
             rate = self.images_checked / max(self.seconds, 1e-9)
@@ -126,15 +123,15 @@ def check_data(
     """
     report = DataCheckReport()
     run_images = config.data.check_images if images is None else images
-    start = time.perf_counter()
     for split in splits:
         annotations = load_annotations(config, split)
         name = "train" if split == "train" else "val"
         report.splits[name] = annotations
         if run_images and not annotations.images_checked:
+            start = time.perf_counter()
             report.images_checked += check_images(annotations, config.data.check_threads, progress)
+            report.seconds += time.perf_counter() - start
             annotations.images_checked = True
-    report.seconds = time.perf_counter() - start
     found = dataset_categories(config)
     if (
         found is not None

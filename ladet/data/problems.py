@@ -103,11 +103,15 @@ class ProblemLog:
         """Kinds present whose action is ``error``."""
         return [kind for kind in self.entries if self.action(kind) == "error"]
 
-    def format_table(self) -> str:
-        """The summary table: one row per kind (count, action, description), examples below it."""
+    def format_table(self, header: str | None = None) -> str:
+        """The summary table: one row per kind (count, action, description), examples below it.
+
+        ``header`` replaces the first line (default: the title).
+        """
+        first = self.title if header is None else header
         if not self.entries:
-            return f"{self.title}: no problems found"
-        lines = [f"{self.title}:", f"  {'count':>7}  {'action':<7}  problem"]
+            return f"{first}: no problems found"
+        lines = [f"{first}:", f"  {'count':>7}  {'action':<7}  problem"]
         order = list(PROBLEM_KINDS)
         for kind in sorted(self.entries, key=order.index):
             entry = self.entries[kind]
