@@ -105,6 +105,8 @@ def build_evaluation_detector(config: Config) -> PAADetector:
         model_config = copy.deepcopy(
             load_network_model_config(config.method.colad.second_network, "method.colad.second_network")
         )
+        if model_config.num_classes is None:  # left to the data, like network 1's
+            model_config.num_classes = config.model.num_classes
     else:
         model_config = copy.deepcopy(config.model)
     model_config.backbone.weights = None
