@@ -7,7 +7,6 @@ share one parse, and the images the check excluded stay excluded.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -107,4 +106,4 @@ def evaluation_ground_truth(config: Config, annotations: DatasetAnnotations) -> 
     values drive the size split), the records as a COCO document for VOC / YOLO."""
     if annotations.data_format == "coco":
         return os.fspath(Path(annotations.source))
-    return copy.deepcopy(annotations.coco_document())
+    return annotations.coco_document()
