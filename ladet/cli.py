@@ -59,6 +59,7 @@ def _command_test(arguments: argparse.Namespace) -> int:
     from ladet.data import build_val_loader, resolve_classes, run_data_check
     from ladet.engine.distributed import init_distributed, shutdown_distributed
     from ladet.engine.evaluate import evaluate
+    from ladet.engine.precision import precision_policy
     from ladet.evaluation.coco import build_dataset_evaluator
     from ladet.predictor import load_evaluation_detector
 
@@ -72,7 +73,13 @@ def _command_test(arguments: argparse.Namespace) -> int:
         dataset: Any = loader.dataset  # a DetectionDataset
         evaluator = build_dataset_evaluator(config, dataset)
         metrics = evaluate(
-            detector, loader, evaluator, context.device, context.is_main, title=str(arguments.checkpoint)
+            detector,
+            loader,
+            evaluator,
+            context.device,
+            context.is_main,
+            title=str(arguments.checkpoint),
+            precision=precision_policy(config.train.amp, context.device),
         )
         if context.is_main:
             out = Path(arguments.out)

@@ -29,6 +29,7 @@ from ladet.checkpoint_io import (
     load_state_dict_strict,
 )
 from ladet.config.schema import Config
+from ladet.engine.precision import Precision, precision_policy
 from ladet.structures import Detections
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, Tensor]  # noqa: UP007 - a runtime alias
@@ -135,6 +136,8 @@ class Predictor:
         config: the resolved config.
         class_names: name of each contiguous label (the dataset's, ``ladet.data.classes``).
         category_ids: dataset category id of each label (for result JSON files).
+        precision: the autocast policy of the forward (``config.train.amp`` on ``device`` unless
+            given); post-processing always runs in fp32.
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class Predictor:
         class_names: list[str] | None = None,
         category_ids: list[int] | None = None,
         batch_size: int = 1,
+        precision: Precision | None = None,
     ) -> None:
         self.detector = detector.to(device).eval()
         self.config = config
@@ -153,6 +157,7 @@ class Predictor:
         self.class_names = list(class_names or config.class_names or names)
         self.category_ids = list(category_ids or ids)
         self.batch_size = max(1, batch_size)
+        self.precision = precision or precision_policy(config.train.amp, self.device)
 
     @classmethod
     def from_checkpoint(
@@ -183,10 +188,7 @@ class Predictor:
             chunk = images[start : start + self.batch_size]
             items = [prepare_image_for_inference(image, self.config.data) for image in chunk]
             batch = collate(items, size_divisor=self.config.data.size_divisor).to(self.device)
-            if self.device.type == "cuda":
-                with torch.autocast(device_type="cuda", dtype=torch.float16):
-                    detections = cast(Any, self.detector).predict(batch)
-            else:
+            with self.precision.autocast():
                 detections = cast(Any, self.detector).predict(batch)
             results.extend(Detections(d.boxes.float(), d.scores.float(), d.labels) for d in detections)
         return results

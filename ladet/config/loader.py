@@ -319,8 +319,21 @@ class _Builder:
                 for index, item in enumerate(value)
             ]
         if origin is typing.Literal:  # a choice field: the type here, membership in validate_config
-            return self.build_scalar(type(typing.get_args(annotation)[0]), value, dotted)
+            kinds = list(dict.fromkeys(type(option) for option in typing.get_args(annotation)))
+            if len(kinds) > 1:  # e.g. train.amp: false | true | "float16" | "bfloat16"
+                return self.build_scalar_alternatives(kinds, value, dotted)
+            return self.build_scalar(kinds[0], value, dotted)
         return self.build_scalar(annotation, value, dotted)
+
+    def build_scalar_alternatives(self, options: list[type], value: Any, dotted: str) -> Any:
+        """A choice over several scalar types (``bool | str``): the first type the value has."""
+        for option in options:
+            try:
+                return self.build_scalar(option, value, dotted)
+            except ConfigError:
+                continue
+        expected = " | ".join(_describe_type(option) for option in options)
+        raise self.error(dotted, f"expected {expected}, got {_describe_value(value)}")
 
     def build_scalar(self, annotation: Any, value: Any, dotted: str) -> Any:
         expected = _describe_type(annotation)

@@ -127,6 +127,29 @@ def broadcast_buffers(module: torch.nn.Module, source_rank: int = 0) -> None:
         dist.broadcast(buffer.data, src=source_rank)
 
 
+def trains_batchnorm(module: torch.nn.Module) -> bool:
+    """True when a BatchNorm layer of ``module`` updates its running statistics in train mode
+    (``model.backbone.norm_eval: false``, or a second network whose BN is trained)."""
+    was_training = module.training
+    module.train()
+    try:
+        return any(
+            isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and layer.training
+            for layer in module.modules()
+        )
+    finally:
+        module.train(was_training)
+
+
+def use_sync_batchnorm(sync_bn: bool, batchnorm_trained: bool, context: DistributedContext) -> bool:
+    """``train.sync_bn`` applies to CUDA runs on several processes whose BatchNorm is trained.
+
+    Frozen BatchNorm (``norm_eval``) has nothing to synchronise; Gloo/CPU runs keep per-process
+    BatchNorm (``nn.SyncBatchNorm`` computes on CUDA only).
+    """
+    return sync_bn and batchnorm_trained and context.is_distributed and context.device.type == "cuda"
+
+
 def seed_everything(seed: int) -> None:
     """Seeds python ``random``, numpy and torch (all devices)."""
     random.seed(seed)

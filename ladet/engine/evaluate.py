@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterable
 from typing import Any, Protocol, cast
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from ladet.engine.distributed import all_gather_objects, broadcast_object
+from ladet.engine.precision import Precision
 from ladet.structures import Batch, Detections
 
 
@@ -24,12 +24,6 @@ class Evaluator(Protocol):
     def summarize(self) -> dict[str, Any]: ...
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate(
     detector: nn.Module,
@@ -39,11 +33,13 @@ def evaluate(
     is_main: bool = True,
     print_table: bool = True,
     title: str = "",
+    precision: Precision | None = None,
 ) -> dict[str, Any]:
     """Runs ``detector.predict`` over ``loader`` and returns the COCO metrics on every rank.
 
-    The detector is put in eval mode (and restored to its previous mode afterwards); autocast is
-    used on CUDA only. Detections of all ranks are gathered by the evaluator. The returned dict
+    The detector is put in eval mode (and restored to its previous mode afterwards); its forward
+    runs under ``precision`` (the ``train.amp`` policy; None: fp32), its post-processing always
+    in fp32 (``models/postprocess.py``). Detections of all ranks are gathered by the evaluator. The returned dict
     also holds ``num_images`` (distinct images evaluated over all ranks) and
     ``num_duplicate_images`` (images seen more than once, e.g. sampler padding).
     """
@@ -54,7 +50,7 @@ def evaluate(
     try:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
-            with _autocast(device):
+            with (precision or Precision()).autocast():
                 detections = cast(Any, detector).predict(batch)
             detections = [
                 Detections(d.boxes.float().cpu(), d.scores.float().cpu(), d.labels.cpu()) for d in detections

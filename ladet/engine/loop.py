@@ -1,12 +1,11 @@
-"""One training epoch: lr schedule, forward (autocast on CUDA), finite check, backward, step."""
+"""One training epoch: lr schedule, forward (under the precision policy), finite check, backward, step."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,6 +15,7 @@ from tqdm import tqdm
 from ladet.engine.checkpointing import TrainingPosition
 from ladet.engine.distributed import DistributedContext, all_reduce_mean
 from ladet.engine.logging import RunLogger
+from ladet.engine.precision import Precision
 from ladet.engine.schedule import StepSchedule
 from ladet.structures import Batch
 
@@ -32,7 +32,8 @@ class EpochSettings:
         epoch: 0-based epoch index.
         num_epochs: total epochs (for messages).
         iterations_in_epoch: batches this epoch runs in total (counting those already done).
-        use_amp: autocast + GradScaler (CUDA only).
+        precision: the autocast policy of the forward (``train.amp``); fp32 by default. The
+            GradScaler passed to :func:`train_one_epoch` must match it (``precision.grad_scaler()``).
         grad_clip_norm: clip the global gradient norm to this value (None: off).
         log_interval: iterations between ``log.jsonl`` records.
         checkpoint_every_iters: call ``save_latest`` every N global iterations (0: off).
@@ -42,7 +43,7 @@ class EpochSettings:
     epoch: int
     num_epochs: int
     iterations_in_epoch: int
-    use_amp: bool = False
+    precision: Precision = field(default_factory=Precision)
     grad_clip_norm: float | None = None
     log_interval: int = 20
     checkpoint_every_iters: int = 0
@@ -90,11 +91,6 @@ def train_one_epoch(
     device = context.device
     start_batch = position.iteration_in_epoch
     global_iteration = position.global_iteration
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.float16)
-        if settings.use_amp
-        else contextlib.nullcontext()
-    )
     progress = tqdm(
         total=settings.iterations_in_epoch,
         initial=start_batch,
@@ -110,7 +106,7 @@ def train_one_epoch(
         data_time = time.perf_counter() - data_start
         learning_rate = schedule.apply(optimizer, settings.epoch, global_iteration)
         batch = batch.to(device, non_blocking=True)
-        with autocast:
+        with settings.precision.autocast():
             outputs = model(batch)
         losses, diagnostics = _split_outputs(outputs)
         total_loss = torch.stack([loss.float() for loss in losses.values()]).sum()

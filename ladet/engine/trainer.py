@@ -21,8 +21,6 @@ from ladet.engine.checkpointing import (
     TrainingPosition,
     build_training_state,
     load_initial_weights,
-    resolve_resume_path,
-    restore_training_state,
     save_training_checkpoint,
     unwrap_model,
 )
@@ -36,10 +34,14 @@ from ladet.engine.distributed import (
     init_distributed,
     seed_everything,
     set_deterministic,
+    trains_batchnorm,
+    use_sync_batchnorm,
 )
 from ladet.engine.evaluate import evaluate
 from ladet.engine.logging import RunLogger
 from ladet.engine.loop import EpochSettings, train_one_epoch
+from ladet.engine.precision import precision_policy
+from ladet.engine.resume import agree_on_resume_path, restore_on_every_rank
 from ladet.engine.schedule import StepSchedule, build_optimizer, scaled_learning_rate
 from ladet.engine.work_dir import prepare_fresh_work_dir
 
@@ -51,13 +53,13 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def wrap_for_training(method: nn.Module, config: Config, context: DistributedContext) -> nn.Module:
-    """SyncBatchNorm (CUDA, several processes, trainable BN only) and DDP around the method.
+    """SyncBatchNorm (``train.sync_bn``: CUDA, several processes, trained BN only) and DDP.
 
     The teacher is not a submodule of the method, so DDP neither sees nor synchronises it.
     """
     if not context.is_distributed:
         return method
-    if context.device.type == "cuda" and not config.model.backbone.norm_eval:
+    if use_sync_batchnorm(config.train.sync_bn, trains_batchnorm(method), context):
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     device_ids = [context.local_rank] if context.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(method, device_ids=device_ids)
@@ -83,6 +85,7 @@ class _Run:
         self.components = components
         self.context = context
         self.config_dict = config_to_dict(config)
+        self.precision = precision_policy(config.train.amp, context.device)  # every forward's autocast
         self._val_loader: Any = None
 
     def save(
@@ -108,7 +111,15 @@ class _Run:
     def evaluate(self, detector: nn.Module, title: str) -> dict[str, Any]:
         loader = self.val_loader()
         evaluator = self.components.build_evaluator(self.config, loader)
-        return evaluate(detector, loader, evaluator, self.context.device, self.context.is_main, title=title)
+        return evaluate(
+            detector,
+            loader,
+            evaluator,
+            self.context.device,
+            self.context.is_main,
+            title=title,
+            precision=self.precision,
+        )
 
 
 def _teacher_metrics(
@@ -164,7 +175,8 @@ def train(
 
     Raises:
         NonFiniteLossError: a loss term became NaN/inf (the step is not applied, nothing saved).
-        CheckpointError: unreadable or mismatching resume / load_from checkpoint.
+        CheckpointError: unreadable or mismatching resume / load_from checkpoint; on every rank
+            when the ranks cannot resume from the same checkpoint (``engine/resume.py``).
     """
     context = init_distributed(device)
     run = _Run(config, Path(work_dir), components or TrainingComponents(), context)
@@ -182,7 +194,7 @@ def train(
         dump_config(config, run.work_dir / "config.yaml")
 
     method = run.components.build_method(config, context.device).to(context.device)
-    resume_path = resolve_resume_path(resume, run.work_dir)
+    resume_path = agree_on_resume_path(resume, run.work_dir, context)  # rank 0 decides, all check
     if config.train.load_from and resume_path is None:
         load_initial_weights(method, config.train.load_from)
     model = wrap_for_training(method, config, context)
@@ -190,11 +202,10 @@ def train(
     base_lr = scaled_learning_rate(config.train, config.data.images_per_gpu * context.world_size)
     optimizer = build_optimizer(list(model.parameters()), config.train, base_lr)
     schedule = StepSchedule.from_config(config.train, base_lr)
-    use_amp = config.train.amp and context.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = run.precision.grad_scaler()
     position = TrainingPosition()
     if resume_path is not None:
-        position = restore_training_state(resume_path, model, optimizer, scaler, rank=context.rank)
+        position = restore_on_every_rank(resume_path, model, optimizer, scaler, context)
         if context.is_main:
             print(
                 f"resumed from {resume_path} at epoch {position.epoch + 1}, iteration {position.global_iteration}"
@@ -202,7 +213,7 @@ def train(
 
     logger = RunLogger(run.work_dir, enabled=context.is_main)
     try:
-        metrics = _run_epochs(run, model, optimizer, scaler, schedule, position, use_amp, logger)
+        metrics = _run_epochs(run, model, optimizer, scaler, schedule, position, logger)
     finally:
         logger.close()
     barrier()  # no rank leaves (and tears the process group down) while another still writes
@@ -216,7 +227,6 @@ def _run_epochs(
     scaler: torch.amp.GradScaler,
     schedule: StepSchedule,
     position: TrainingPosition,
-    use_amp: bool,
     logger: RunLogger,
 ) -> dict[str, Any]:
     config, context = run.config, run.context
@@ -233,7 +243,7 @@ def _run_epochs(
             epoch=epoch,
             num_epochs=config.train.epochs,
             iterations_in_epoch=iterations_in_epoch,
-            use_amp=use_amp,
+            precision=run.precision,
             grad_clip_norm=config.train.grad_clip_norm,
             log_interval=max(1, config.train.log_interval),
             checkpoint_every_iters=config.train.checkpoint_every_iters,

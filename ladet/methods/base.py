@@ -134,12 +134,17 @@ class TrainingMethod(nn.Module):
         return grid, valid_mask
 
     def teacher_outputs(self, images: Tensor) -> HeadOutputs:
-        """Teacher forward: eval mode, no grad, autocast on CUDA; outputs returned in fp32."""
+        """Teacher forward: eval mode, no grad; outputs returned in fp32 (before any cost).
+
+        The teacher opens no autocast region of its own: it runs in the caller's, i.e. under the
+        ``train.amp`` policy when the engine runs the method (``engine/precision.py``) and in fp32
+        otherwise.
+        """
         teacher = self._teacher
         if teacher is None:
             raise RuntimeError(f"{type(self).__name__} has no teacher")
         teacher.eval()
-        with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=images.is_cuda):
+        with torch.no_grad():
             outputs = teacher(images)
         return outputs.float()
 

@@ -11,9 +11,18 @@ Steps per image (the per-level top-k and the decode are batched over images):
    same class is > threshold and whose IoU with it is > 0.01, weights exp(−(1−IoU)²/σ) · S;
    the score is unchanged. One [D, K] IoU matrix per image, no per-detection loop.
 6. Boxes are divided by the per-axis resize factors (original image frame).
+
+All of it runs in fp32 with autocast disabled (CPU and CUDA), whatever precision the head ran in:
+under autocast, score voting's ``weights @ candidate_boxes`` would be lowered to fp16 / bf16 and
+move the voted boxes by pixels.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import torch
 from torch import Tensor
@@ -29,6 +38,24 @@ from ladet.structures import Detections
 __all__ = ["postprocess_detections", "score_voting", "final_scores"]
 
 VOTING_MIN_IOU = 0.01
+_AUTOCAST_DEVICE_TYPES = ("cpu", "cuda")
+
+_Parameters = ParamSpec("_Parameters")
+_Result = TypeVar("_Result")
+
+
+def _without_autocast(function: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:
+    """Runs ``function`` with autocast disabled on every device type where it is enabled."""
+
+    @functools.wraps(function)
+    def fp32_function(*args: _Parameters.args, **kwargs: _Parameters.kwargs) -> _Result:
+        with contextlib.ExitStack() as stack:
+            for device_type in _AUTOCAST_DEVICE_TYPES:
+                if torch.is_autocast_enabled(device_type):
+                    stack.enter_context(torch.autocast(device_type=device_type, enabled=False))
+            return function(*args, **kwargs)
+
+    return fp32_function
 
 
 def final_scores(outputs: HeadOutputs) -> Tensor:
@@ -57,6 +84,7 @@ def _top_candidates_per_level(scores: Tensor, grid: AnchorGrid, nms_pre: int) ->
     return torch.cat(indices, dim=1)
 
 
+@_without_autocast
 def score_voting(
     detection_boxes: Tensor,
     detection_labels: Tensor,
@@ -92,6 +120,7 @@ def score_voting(
     return torch.where(weight_sum > 0, voted, detection_boxes)
 
 
+@_without_autocast
 def postprocess_detections(
     outputs: HeadOutputs,
     grid: AnchorGrid,
