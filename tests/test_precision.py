@@ -26,6 +26,7 @@ from ladet.engine import train
 from ladet.engine.evaluate import evaluate
 from ladet.engine.precision import Precision, precision_policy
 from ladet.methods import build_method
+from ladet.models.outputs import HeadOutputs
 from ladet.models.postprocess import postprocess_detections, score_voting
 from ladet.predictor import Predictor
 from ladet.structures import Batch, Detections
@@ -113,9 +114,7 @@ def test_score_voting_under_bf16_autocast_equals_fp32() -> None:
     assert (voted - reference).abs().max().item() <= 1e-3
 
 
-def _head_outputs(seed: int = 0):
-    from ladet.models.outputs import HeadOutputs
-
+def _head_outputs(seed: int = 0) -> HeadOutputs:
     generator = torch.Generator().manual_seed(seed)
     level_sizes = [(25, 42), (13, 21), (7, 11), (4, 6), (2, 3)]
     num_anchors = sum(h * w for h, w in level_sizes)
@@ -187,6 +186,24 @@ def _record_costs(assigner: Any, name: str, calls: list[tuple[Any, torch.Tensor]
     setattr(assigner, name, recording)
 
 
+def _record_assignments(assigner: Any, records: list[Any], name: str = "assign") -> None:
+    """Wraps ``assigner.<name>``: records (result, a recomputation outside autocast)."""
+    original = getattr(assigner, name)
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        detached = [arg.detach().float() if isinstance(arg, HeadOutputs) else arg for arg in args]
+
+        def recompute() -> Any:
+            with torch.autocast("cpu", enabled=False):
+                return original(*detached, **kwargs)
+
+        records.append((result, recompute))
+        return result
+
+    setattr(assigner, name, recording)
+
+
 @pytest.mark.parametrize("name", ["baseline", "lad", "colad"])
 def test_a_few_bf16_steps_stay_finite_with_fp32_costs(
     name: str, references: dict[str, NetworkReference]
@@ -206,10 +223,15 @@ def test_a_few_bf16_steps_stay_finite_with_fp32_costs(
         lambda module, inputs, outputs: student_dtypes.append(outputs.class_scores.dtype)
     )
     calls: list[Any] = []
+    assignments: list[Any] = []  # whole assignments (labels, targets, positives) under autocast
     if name == "lad":
         _record_costs(method.teacher_assigner, "_candidate_costs_and_indices", calls)
+        _record_assignments(method.teacher_assigner, assignments)
     elif name == "colad":
         _record_costs(method.assigner, "costs", calls)
+        _record_assignments(method.assigner, assignments, "select_positives")
+    else:
+        _record_assignments(method.assigner, assignments)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.005, momentum=0.9)
     for batch in (_small_batch(seed=0), _small_batch(seed=1, second_image_without_gt=True)):
         with precision.autocast():
@@ -226,6 +248,14 @@ def test_a_few_bf16_steps_stay_finite_with_fp32_costs(
         for outputs, costs, recompute in calls:
             assert outputs.class_scores.dtype == torch.float32 and costs.dtype == torch.float32
             assert torch.equal(costs, recompute()), "the costs under autocast equal the fp32 ones"
+    assert assignments
+    for result, recompute in assignments:  # the same assignment as in fp32 outside autocast
+        expected = recompute()
+        for field in ("labels", "box_targets", "positive_mask", "positive_gt_index"):
+            if hasattr(result, field):
+                assert torch.equal(getattr(result, field), getattr(expected, field)), field
+        if isinstance(result, torch.Tensor):
+            assert torch.equal(result, expected)
     for parameter in method.parameters():
         assert torch.isfinite(parameter).all()
 
