@@ -7,8 +7,8 @@ One process group runs every scenario in turn, each rank with ITS OWN work direc
 * ``missing``: rank 0 has ``latest.pth``, rank 1 has none;
 * ``different``: rank 1's ``latest.pth`` holds another checkpoint;
 * ``fresh_on_rank0``: rank 0 has no ``latest.pth``, rank 1 has one;
-* ``copies``: both ranks hold identical copies of the epoch-1 checkpoint: the resumed run must
-  end with the reference's weights on both ranks.
+* ``copies``: both ranks hold identical copies of the epoch-1 checkpoint (and only rank 0 the
+  stored teacher evaluation): the resumed run must end with the reference's weights on both ranks.
 
 Each rank writes ``ROOT/result_rank<R>.json``: scenario -> the CheckpointError text, or null.
 """
@@ -25,11 +25,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_fakes import BUILT_METHODS, fake_components, tiny_config  # noqa: E402
+from engine_fakes import BUILT_METHODS, TinyDetector, TinyMethod, fake_components, tiny_config  # noqa: E402
 
 from ladet.checkpoint_io import CheckpointError  # noqa: E402
-from ladet.engine import train  # noqa: E402
+from ladet.engine import TrainingComponents, train  # noqa: E402
 from ladet.engine.distributed import barrier, init_distributed, shutdown_distributed  # noqa: E402
+
+
+def _method_with_teacher() -> TinyMethod:
+    """A TinyMethod whose teacher, as in ladet's methods, is outside the module tree (DDP-safe)."""
+    method = TinyMethod()
+    object.__setattr__(method, "_teacher", TinyDetector().eval())
+    BUILT_METHODS.append(method)
+    return method
+
+
+def _components() -> TrainingComponents:
+    return TrainingComponents(
+        **{**fake_components().__dict__, "build_method": lambda config, device: _method_with_teacher()}
+    )
 
 
 def main() -> None:
@@ -37,7 +51,7 @@ def main() -> None:
     torch.set_num_threads(1)
     context = init_distributed("cpu")
     rank = context.rank
-    train(tiny_config(epochs=2), root / "full", components=fake_components())
+    train(tiny_config(epochs=2), root / "full", components=_components())
     reference = {key: value.clone() for key, value in BUILT_METHODS[-1].state_dict().items()}
 
     if rank == 0:  # one file system here: rank 0 lays out every rank's "local disk"
@@ -54,6 +68,11 @@ def main() -> None:
                 directory.mkdir(parents=True)
                 if source is not None:
                     shutil.copyfile(source, directory / "latest.pth")
+        # only rank 0's disk holds the stored teacher evaluation: every rank must use it, none
+        # may evaluate the teacher alone (its collectives would meet no partner)
+        shutil.copyfile(
+            root / "full" / "teacher_metrics.json", root / "copies" / "rank0" / "teacher_metrics.json"
+        )
     barrier()
 
     results: dict[str, str | None] = {}
@@ -63,7 +82,7 @@ def main() -> None:
                 tiny_config(epochs=2),
                 root / scenario / f"rank{rank}",
                 "auto",
-                components=fake_components(),
+                components=_components(),
             )
             results[scenario] = None
         except CheckpointError as error:

@@ -77,7 +77,9 @@ def test_a_rank_without_the_same_checkpoint_stops_every_rank(
 @pytest.mark.distributed
 def test_identical_copies_resume_every_rank_exactly(results: dict[int, dict[str, str | None]]) -> None:
     """Weights, optimiser, schedule, sampler position and each rank's RNG states restored: the
-    resumed run ends with the uninterrupted run's weights on both ranks."""
+    resumed run ends with the uninterrupted run's weights on both ranks. Only rank 0's disk holds
+    ``teacher_metrics.json``: every rank takes rank 0's (before, rank 1 evaluated the teacher
+    alone and the job hung)."""
     for rank in (0, 1):
         assert results[rank]["copies"] is None
         assert results[rank]["copies_equal_reference"] == "True"

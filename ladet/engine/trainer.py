@@ -30,6 +30,7 @@ from ladet.engine.distributed import (
     all_gather_objects,
     barrier,
     broadcast_buffers,
+    broadcast_object,
     capture_rng_states,
     init_distributed,
     seed_everything,
@@ -130,8 +131,15 @@ def _teacher_metrics(
     if teacher is None or not run.config.method.evaluate_teacher:
         return None
     stored = run.work_dir / TEACHER_METRICS_FILE
-    if not fresh_start and stored.is_file():
-        return json.loads(stored.read_text(encoding="utf-8"))
+    if not fresh_start:  # rank 0's file decides for every rank (other nodes may not share its disk)
+        saved = (
+            json.loads(stored.read_text(encoding="utf-8"))
+            if run.context.is_main and stored.is_file()
+            else None
+        )
+        saved = broadcast_object(saved)
+        if saved is not None:
+            return saved
     metrics = run.evaluate(teacher, title="teacher")
     logger.log("teacher_eval", 0, _scalar_metrics(metrics))
     if run.context.is_main:
