@@ -33,6 +33,7 @@ import time
 import warnings
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -406,10 +407,10 @@ def check_nccl(device: torch.device) -> str | None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as directory:
-        multiprocessing.spawn(_nccl_worker, args=(port, directory), nprocs=2, join=True)
-        results = [
-            open(os.path.join(directory, f"rank{r}.txt"), encoding="utf-8").read().split() for r in (0, 1)
-        ]
+        from ladet import selfcheck  # the importable module, also when this one runs as __main__
+
+        multiprocessing.spawn(selfcheck._nccl_worker, args=(port, directory), nprocs=2, join=True)
+        results = [Path(directory, f"rank{r}.txt").read_text(encoding="utf-8").split() for r in (0, 1)]
     text = f"checksums={results[0][0]}/{results[1][0]} sync_batchnorm_layers={results[0][1]}"
     if results[0][0] != results[1][0] or int(results[0][1]) == 0:
         raise CheckFailed(text + ": the ranks disagree or no SyncBatchNorm")
