@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ladet.config.schema import AssignerConfig, Config, ModelConfig
+from ladet.config.schema import AssignerConfig, BackboneDepth, BoxLossWeighting, Config, ModelConfig, choices
 from ladet.engine.precision import Precision, precision_policy
 from ladet.methods import BaselineMethod, LADMethod, TrainingMethod
 from ladet.models.detector import PAADetector, build_detector
@@ -61,7 +61,10 @@ def _report(name: str, status: str, details: str) -> None:
 
 
 def _model_config(
-    depth: int, box_loss_weighting: str = "iou", norm_eval: bool = True, channels: int = 256
+    depth: BackboneDepth,
+    box_loss_weighting: BoxLossWeighting = "iou",
+    norm_eval: bool = True,
+    channels: int = 256,
 ) -> ModelConfig:
     """PAA with a ResNet-``depth``, random weights; ``channels``: FPN and head width (256 released)."""
     config = ModelConfig(num_classes=NUM_CLASSES)
@@ -73,7 +76,7 @@ def _model_config(
     return config
 
 
-def _detector(depth: int, seed: int, **kwargs: Any) -> PAADetector:
+def _detector(depth: BackboneDepth, seed: int, **kwargs: Any) -> PAADetector:
     kwargs.setdefault("channels", CHANNELS[0])
     torch.manual_seed(seed)
     return build_detector(_model_config(depth, **kwargs))
@@ -439,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1333)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=3, help="timed training steps per check")
-    parser.add_argument("--student-depth", type=int, default=50)
-    parser.add_argument("--teacher-depth", type=int, default=101)
+    parser.add_argument("--student-depth", type=int, default=50, choices=choices(BackboneDepth))
+    parser.add_argument("--teacher-depth", type=int, default=101, choices=choices(BackboneDepth))
     parser.add_argument("--gts", type=int, nargs="+", default=[5, 20, 50], help="GTs per image (host-syncs)")
     parser.add_argument("--channels", type=int, default=256, help="FPN/head width (CPU smoke runs)")
     parser.add_argument("--policies", nargs="+", default=["float16", "bfloat16"], help="train.amp values")
