@@ -1,8 +1,9 @@
-"""Host synchronisations of the PAA assignment per batch, by stage, for 5 / 20 / 50 GTs per image.
+"""Host synchronisations and eager operations of the PAA assignment per batch, by stage, for 5 / 20 /
+50 GTs per image.
 
-Issue 2 asks that the assignment needs only a constant number of host synchronisations per batch,
-whatever the GT count. On a CUDA device a host sync is every operation whose result the host must
-read before it can go on: a data-dependent output size (``nonzero``, boolean indexing,
+The assignment must need a number of host synchronisations per batch that does not grow with the
+GT count. On a CUDA device a host sync is every operation whose result the host must read before
+it can go on: a data-dependent output size (``nonzero``, boolean indexing,
 ``repeat_interleave`` without ``output_size``, ``bincount``, ``unique``), a Python number from a
 tensor (``item``, ``int(t)``, ``bool(t)``, ``tolist``) or a copy to the CPU.
 
@@ -15,206 +16,33 @@ Two ways of counting:
 * ``--device cuda``: additionally ``torch.cuda.set_sync_debug_mode("warn")``, which makes the CUDA
   runtime warn at every synchronising call; the warnings are counted.
 
-Prints one line per GT count::
+The same dispatch mode (``tests/support/host_syncs.py``) counts every eager aten operation of one ``PAAAssigner.assign`` call
+(``ops``: on CUDA each is at least one kernel launch). Prints one line per GT count::
 
-    gts=20 syncs_total=10 pre_assign=3 costs=2 candidate_rows=0 gmm=5 build_result=0 other=0 cuda_warnings=n/a
+    gts=20 ops=1015 syncs_total=7 pre_assign=2 costs=0 candidate_rows=0 gmm=5 build_result=0 other=0 cuda_warnings=n/a
 
-``gmm`` grows with the number of EM *checks* (one per check, one more per working-set shrink),
-which depends on how many iterations the slowest row needs (at most ``max_iter``), not on the GT
+``gmm`` is the number of EM convergence checks (one every ``check_every`` iterations until the
+slowest row has stopped, at most ``max_iter / check_every``): it depends on the data, not on the GT
 count; every other stage is a constant.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/host_syncs.py [--gts 5 20 50] [--device cuda]``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.host_syncs [--gts 5 20 50] [--device cuda]``
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import sys
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-aten = torch.ops.aten
-
-# Operations that make the host wait for the device on CUDA whatever their arguments.
-_ALWAYS_SYNCHRONISING = {
-    aten._local_scalar_dense,  # item(), int(t), float(t), bool(t)
-    aten.nonzero,
-    aten.masked_select,
-    aten.bincount,  # reads the maximum to size its output
-    aten._unique2,
-    aten.unique_consecutive,
-    aten.unique_dim,
-    aten.equal,
-    aten.is_nonzero,
-}
-
-
-def _has_boolean_index(indices: Any) -> bool:
-    return any(
-        isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8)
-        for index in indices or ()
-    )
-
-
-def is_synchronising(func: Any, args: tuple, kwargs: dict) -> bool:
-    """Whether the aten call ``func(*args, **kwargs)`` synchronises the host on CUDA."""
-    packet = func.overloadpacket
-    if packet in _ALWAYS_SYNCHRONISING:
-        return True
-    if packet in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_):
-        return _has_boolean_index(args[1] if len(args) > 1 else kwargs.get("indices"))
-    if func is aten.repeat_interleave.Tensor:  # repeats -> indices: the size is sum(repeats)
-        return kwargs.get("output_size") is None
-    if packet in (aten._to_copy, aten.copy_):
-        source = args[0] if packet is aten._to_copy else args[1]
-        target_device = kwargs.get("device") if packet is aten._to_copy else args[0].device
-        return (
-            isinstance(source, torch.Tensor)
-            and source.device.type != "cpu"
-            and target_device is not None
-            and torch.device(target_device).type == "cpu"
-        )
-    return False
-
-
-class HostSyncCounter(TorchDispatchMode):
-    """Counts the operations that would synchronise the host on CUDA, per ``stage`` label.
-
-    Example::
-
-        counter = HostSyncCounter()
-        with counter:
-            torch.nonzero(torch.ones(3))
-        counter.counts  # Counter({'other': 1})
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: Counter[str] = Counter()
-        self.operations: Counter[str] = Counter()  # "stage: aten op" -> count, for reports
-        self.stage = "other"
-        self.conversion_depth = 0  # > 0 inside a counted Python-number conversion
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        if self.conversion_depth == 0 and is_synchronising(func, args, kwargs):
-            self.record(str(func.overloadpacket.__name__))
-        return func(*args, **kwargs)
-
-    def record(self, name: str) -> None:
-        self.counts[self.stage] += 1
-        self.operations[f"{self.stage}: {name}"] += 1
-
-    @contextlib.contextmanager
-    def counting_conversions(self) -> Iterator[None]:
-        """Counts Python-number conversions (``int(t)``, ``bool(t)``, ``item``, ``tolist``, ...).
-
-        They are wrapped on ``torch.Tensor`` because for CPU tensors ``tolist`` reads the data
-        without dispatching, and for inference tensors ``int(t)`` / ``item`` reach no dispatch mode
-        either. Each conversion counts once (a ``_local_scalar_dense`` it dispatches is not counted
-        again).
-        """
-        names = ("__int__", "__index__", "__float__", "__bool__", "item", "tolist")
-        originals = {name: getattr(torch.Tensor, name) for name in names}
-
-        def counted(name: str, original: Callable) -> Callable:
-            def conversion(tensor: torch.Tensor, *args: Any) -> Any:
-                if self.conversion_depth == 0:
-                    self.record(name.strip("_"))
-                self.conversion_depth += 1
-                try:
-                    return original(tensor, *args)
-                finally:
-                    self.conversion_depth -= 1
-
-            return conversion
-
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, counted(name, original))
-        try:
-            yield
-        finally:
-            for name, original in originals.items():
-                setattr(torch.Tensor, name, original)
-
-    @contextlib.contextmanager
-    def in_stage(self, name: str) -> Iterator[None]:
-        previous, self.stage = self.stage, name
-        try:
-            yield
-        finally:
-            self.stage = previous
-
-
-def _staged(counter: HostSyncCounter, name: str, function: Callable) -> Callable:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with counter.in_stage(name):
-            return function(*args, **kwargs)
-
-    return wrapper
-
-
-@contextlib.contextmanager
-def stage_labels(counter: HostSyncCounter) -> Iterator[None]:
-    """Labels the counts by the assignment stage they come from (pre_assign, costs, ...)."""
-    import ladet.assign.paa as paa_module
-
-    replaced = {
-        (paa_module, "pre_assign"): "pre_assign",
-        (paa_module, "candidate_costs_and_indices"): "costs",
-        (paa_module, "build_candidate_rows"): "candidate_rows",
-        (paa_module, "_candidate_rows_of"): "candidate_rows",
-        (paa_module, "fit_rows"): "gmm",
-        (paa_module, "build_result"): "build_result",
-    }
-    originals = {key: getattr(*key) for key in replaced if hasattr(*key)}
-    for (module, attribute), name in replaced.items():
-        if (module, attribute) in originals:
-            setattr(module, attribute, _staged(counter, name, originals[module, attribute]))
-    try:
-        yield
-    finally:
-        for (module, attribute), function in originals.items():
-            setattr(module, attribute, function)
-
-
-def count_assignment_syncs(assign: Callable[[], Any]) -> HostSyncCounter:
-    """Runs ``assign()`` once under a :class:`HostSyncCounter` with stage labels; returns the counter."""
-    counter = HostSyncCounter()
-    with stage_labels(counter), counter.counting_conversions(), counter:
-        assign()
-    return counter
-
-
-def count_cuda_sync_warnings(assign: Callable[[], Any]) -> int:
-    """CUDA only: the number of synchronising calls ``torch.cuda.set_sync_debug_mode`` reports."""
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            assign()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(warning.message) for warning in caught)
+from tests.support.host_syncs import count_assignment_syncs, count_cuda_sync_warnings
 
 
 def main() -> None:
-    from assign import make_inputs
-
     from ladet.assign.paa import PAAAssigner
     from ladet.config.schema import AssignerConfig
     from ladet.models.box_coder import DeltaBoxCoder
+    from tests.support.assign_inputs import make_inputs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gts", type=int, nargs="+", default=[5, 20, 50], help="GTs per image")
@@ -239,7 +67,7 @@ def main() -> None:
 
         assign = functools.partial(assigner.assign, outputs, grid, valid_mask, gt_boxes, gt_labels)
 
-        assign()  # warm-up: the window tables of a new grid are built (and synchronise) once
+        assign()  # warm-up
         counter = count_assignment_syncs(assign)
         cuda_warnings = count_cuda_sync_warnings(assign) if device.type == "cuda" else "n/a"
         stages = " ".join(
@@ -247,7 +75,8 @@ def main() -> None:
             for name in ("pre_assign", "costs", "candidate_rows", "gmm", "build_result", "other")
         )
         print(
-            f"gts={num_gts} syncs_total={sum(counter.counts.values())} {stages} cuda_warnings={cuda_warnings}"
+            f"gts={num_gts} ops={counter.num_operations} syncs_total={sum(counter.counts.values())} {stages} "
+            f"cuda_warnings={cuda_warnings}"
         )
         print("    " + ", ".join(f"{name} x{count}" for name, count in sorted(counter.operations.items())))
 

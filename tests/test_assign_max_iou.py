@@ -1,19 +1,35 @@
-"""IoU pre-assignment (docs/algorithms.md §1.5 A) on hand-built anchors with known answers."""
+"""IoU pre-assignment (docs/algorithms.md §1.5 A): hand-built anchors with known answers, and the
+per-image / per-GT reference loop (torchvision's ``box_iou``) on real anchor grids."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from torchvision.ops import box_iou
 
-from ladet.assign.max_iou import pre_assign
+from ladet.assign.max_iou import PreAssignment, pre_assign
+from ladet.boxes import batched_box_iou
 from ladet.models.anchors import AnchorGenerator
+from tests.support.reference_paa import reference_pre_assign
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from pre_assign import PRE_ASSIGNMENT_FIELDS  # noqa: E402
-from reference_paa import reference_pre_assign  # noqa: E402
+# Every per-pre-positive field of a PreAssignment (compared with the reference's).
+PRE_ASSIGNMENT_FIELDS = (
+    "gt_index",
+    "image_index",
+    "anchor_index",
+    "gt_local",
+    "gt_global",
+    "level",
+    "labels",
+    "box_targets",
+)
+
+
+def _assert_equals_reference(pre: PreAssignment, reference: PreAssignment) -> None:
+    for field in PRE_ASSIGNMENT_FIELDS:
+        expected, actual = getattr(reference, field), getattr(pre, field)
+        assert actual.dtype == expected.dtype and torch.equal(actual, expected), field
+    assert pre.num_gts_per_image == reference.num_gts_per_image
 
 
 def _assign(anchors, gt_boxes, valid=None, threshold=0.1):
@@ -113,10 +129,9 @@ def test_bad_gt_boxes_raise_naming_image_box_and_value(box, text):
 
 
 @pytest.mark.parametrize("seed, snap", [(3, False), (4, False), (5, True), (6, True)])
-def test_sparse_windowed_path_matches_dense_and_per_gt_reference(seed, snap):
-    """The fast path (anchor windows) vs the dense tensor vs a per-image/per-GT loop, on a real grid
-    with tiny, huge, elongated, overlapping, out-of-image and duplicated GTs, partial valid masks,
-    and (snap) boxes on the 8-px grid, whose edges coincide with anchor edges."""
+def test_matches_the_per_gt_reference_on_a_real_grid(seed, snap):
+    """Tiny, huge, elongated, overlapping, out-of-image and duplicated GTs, partial valid masks,
+    and (snap) boxes on the 8-px grid, whose edges coincide with anchor edges (exact IoU ties)."""
     generator = torch.Generator().manual_seed(seed)
     strides = [8, 16, 32, 64, 128]
     level_sizes = [(-(-160 // stride), -(-224 // stride)) for stride in strides]
@@ -132,18 +147,13 @@ def test_sparse_windowed_path_matches_dense_and_per_gt_reference(seed, snap):
             image_boxes = (image_boxes / 8).round() * 8
             image_boxes[:, 2:] = torch.maximum(image_boxes[:, 2:], image_boxes[:, :2] + 8)
         if count:
-            image_boxes[-1] = image_boxes[0]  # exact duplicate GT: the later one wins every tie
+            image_boxes[-1] = image_boxes[0]  # exact duplicate GT: the later one wins every claim
         boxes.append(image_boxes)
         labels.append(torch.randint(0, 5, (count,), generator=generator))
     arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
     reference = reference_pre_assign(*arguments, 5)
-    dense = pre_assign(*arguments, 5)
-    sparse = pre_assign(*arguments, 5, level_sizes=grid.level_sizes, strides=grid.strides)
     assert (reference.gt_index >= 0).sum() > 100
-    assert torch.equal(dense.gt_index, reference.gt_index)
-    assert torch.equal(sparse.gt_index, reference.gt_index)
-    for field in ("image_index", "anchor_index", "gt_local", "gt_global", "level", "labels", "box_targets"):
-        assert torch.equal(getattr(sparse, field), getattr(reference, field)), field
+    _assert_equals_reference(pre_assign(*arguments, 5), reference)
 
 
 def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
@@ -152,17 +162,8 @@ def test_gt_overlapping_no_valid_anchor_claims_zero_iou_anchors_like_mmdet():
     boxes = [torch.tensor([[100.0, 100.0, 110.0, 110.0]])]
     labels = [torch.zeros(1, dtype=torch.long)]
     valid = torch.tensor([[True, True, False, True]])
-    sparse = pre_assign(
-        grid.anchors,
-        valid,
-        boxes,
-        labels,
-        0.1,
-        grid.level_index,
-        level_sizes=grid.level_sizes,
-        strides=grid.strides,
-    )
-    assert sparse.gt_index.tolist() == [[0, 0, -1, 0]]
+    result = pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
+    assert result.gt_index.tolist() == [[0, 0, -1, 0]]
 
 
 def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], snap: bool = False):
@@ -187,151 +188,46 @@ def _random_batch(seed: int, counts: tuple[int, ...], size: tuple[int, int], sna
 
 
 @pytest.mark.parametrize("scale", [8.0, 8.0 * 2 ** (1 / 3), 3.0])
-@pytest.mark.parametrize("threshold", [0.1, 0.1001, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.1001, 0.5, 1.5])
 @pytest.mark.parametrize("partial_valid", [False, True])
-def test_sparse_path_is_bit_identical_to_dense(scale, threshold, partial_valid):
-    """Every field of the window path equals the dense [B, G, N] path (same dtypes too), for anchor
-    scales whose float32 extents are uniform per level (8, 3) or not (8 * 2^(1/3)), thresholds
-    whose float32 rounding matters (0.1001), all-valid and partly valid anchors."""
+def test_thresholds_scales_and_valid_masks_match_the_reference(scale, threshold, partial_valid):
+    """Every field equals the reference for anchor scales whose float32 extents are uniform per
+    level (8, 3) or not (8 * 2^(1/3)), thresholds whose float32 rounding matters (0.1001), 0 (every
+    valid anchor positive) and above 1 (only low-quality claims), all-valid and partly valid anchors."""
     strides = [8, 16, 32, 64, 128]
     level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
     anchor_generator = AnchorGenerator(strides, scale)
     grid = anchor_generator.grid(level_sizes, "cpu")
     padded = torch.tensor([[200, 264], [136, 200], [200, 264]] if partial_valid else [[200, 264]] * 3)
     valid = anchor_generator.valid_mask(grid, padded)
-    for seed in range(3):
-        boxes, labels = _random_batch(seed, (9, 0, 25), (200, 264), snap=seed == 2)
-        arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index, 5)
-        dense = pre_assign(*arguments)
-        sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-        assert (dense.gt_index >= 0).sum() > 20
-        for field in PRE_ASSIGNMENT_FIELDS:
-            expected, actual = getattr(dense, field), getattr(sparse, field)
-            assert actual.dtype == expected.dtype and torch.equal(actual, expected), (field, seed)
-        assert sparse.num_gts_per_image == dense.num_gts_per_image == [9, 0, 25]
+    for seed in range(2):
+        boxes, labels = _random_batch(seed, (9, 0, 25), (200, 264), snap=seed == 1)
+        arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index)
+        _assert_equals_reference(pre_assign(*arguments, 5), reference_pre_assign(*arguments, 5))
 
 
-def test_sparse_path_single_gt_and_gts_outside_the_image():
-    strides = [8, 16, 32, 64, 128]
-    level_sizes = [(-(-128 // stride), -(-128 // stride)) for stride in strides]
-    grid = AnchorGenerator(strides, 8.0).grid(level_sizes, "cpu")
-    valid = torch.ones(2, grid.num_anchors, dtype=torch.bool)
-    cases = [
-        [torch.tensor([[10.0, 10.0, 20.0, 20.0]]), torch.zeros(0, 4)],
-        [torch.tensor([[-900.0, -900.0, -850.0, -850.0]]), torch.tensor([[2000.0, 5.0, 2600.0, 9.0]])],
-        [
-            torch.tensor([[0.0, 0.0, 128.0, 128.0], [0.0, 0.0, 1.0, 1.0]]),
-            torch.tensor([[60.0, 0.0, 61.0, 128.0]]),
-        ],
-    ]
-    for boxes in cases:
-        labels = [torch.zeros(len(image), dtype=torch.long) for image in boxes]
-        arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
-        dense = pre_assign(*arguments)
-        sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-        for field in PRE_ASSIGNMENT_FIELDS:
-            assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
-
-
-def test_sparse_path_with_anchor_extents_that_vary_along_the_grid():
-    """Anchors whose x-extent varies by column and y-extent by row (still a grid: x depends only on
-    the column, y only on the row), so the anchor area is not constant within a level."""
-    strides = [8, 16, 32, 64, 128]
-    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
-    anchor_generator = AnchorGenerator(strides, 8.0)
-    grid = anchor_generator.grid(level_sizes, "cpu")
-    generator = torch.Generator().manual_seed(11)
-    anchors = grid.anchors.clone()
-    start = 0
-    for height, width in level_sizes:
-        level = anchors[start : start + height * width].view(height, width, 4)
-        level[:, :, 0::2] += (torch.rand(1, width, 2, generator=generator) - 0.5) * 2e-4  # per column
-        level[:, :, 1::2] += (torch.rand(height, 1, 2, generator=generator) - 0.5) * 2e-4  # per row
-        start += height * width
-    assert len(set((anchors[:1000, 2] - anchors[:1000, 0]).tolist())) > 1
-    valid = anchor_generator.valid_mask(grid, torch.tensor([[200, 264], [136, 200]]))
-    for seed in range(3):
-        boxes, labels = _random_batch(seed, (30, 12), (200, 264), snap=seed == 1)
-        arguments = (anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
-        dense = pre_assign(*arguments)
-        sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-        for field in PRE_ASSIGNMENT_FIELDS:
-            assert torch.equal(getattr(sparse, field), getattr(dense, field)), (field, seed)
-
-
-def test_sparse_assign_and_window_iou_public_helpers_match_pre_assign():
-    from ladet.assign.anchor_windows import sparse_assign, window_iou
-
-    strides = [8, 16, 32, 64, 128]
-    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
-    anchor_generator = AnchorGenerator(strides, 8.0)
-    grid = anchor_generator.grid(level_sizes, "cpu")
-    valid = anchor_generator.valid_mask(grid, torch.tensor([[200, 264], [136, 200]]))
-    boxes, labels = _random_batch(5, (15, 8), (200, 264))
-    expected = pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
-    all_boxes = torch.cat(boxes)
-    gt_image = torch.tensor([0] * 15 + [1] * 8)
-    gt_local = torch.cat([torch.arange(15), torch.arange(8)])
-    minimum_iou = window_iou(all_boxes, grid.anchors, grid.level_sizes, 0.1)
-    assert (minimum_iou > 0).all() and (minimum_iou <= 0.1).all()
-    assigned, failed = sparse_assign(
-        grid.anchors,
-        valid,
-        all_boxes,
-        gt_image,
-        gt_local,
-        0.1,
-        grid.level_sizes,
-        grid.strides,
-        torch.zeros_like(minimum_iou),  # every overlapping anchor: never fails here
-    )
-    assert not failed.any()
-    assert torch.equal(assigned, expected.gt_index)
-
-
-@pytest.mark.parametrize("threshold", [0.0, 1.5])
-def test_thresholds_outside_the_window_path_use_the_dense_answer(threshold):
-    """Threshold 0 (every anchor positive) or above 1 (only low-quality claims): the dense path."""
-    strides = [8, 16, 32, 64, 128]
-    level_sizes = [(-(-96 // stride), -(-128 // stride)) for stride in strides]
-    grid = AnchorGenerator(strides, 8.0).grid(level_sizes, "cpu")
-    valid = torch.ones(1, grid.num_anchors, dtype=torch.bool)
-    boxes, labels = _random_batch(2, (6,), (96, 128))
-    arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index, 5)
-    dense = pre_assign(*arguments)
-    sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-    for field in PRE_ASSIGNMENT_FIELDS:
-        assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
-
-
-def test_negative_zero_gt_edges_and_invalid_anchors():
-    """A GT edge at -0.0 on an anchor edge at 0 gives IoUs of -0.0 (equal to 0): such pairs are
-    neither positives nor claims, also on invalid anchors (regression test). Windows that cover
-    every touching anchor (minimum IoU 0, as in the retry) contain such pairs."""
-    from ladet.assign.anchor_windows import sparse_assign
-
+def test_single_gt_gts_outside_the_image_and_negative_zero_edges():
+    """GTs far outside the image, a GT edge at -0.0 on an anchor edge at 0 (IoU -0.0 == 0), GTs that
+    only touch anchors, with all-valid and partly valid anchors."""
     strides = [8, 16, 32]
     level_sizes = [(-(-256 // stride), -(-128 // stride)) for stride in strides]
     anchor_generator = AnchorGenerator(strides, 8.0)
     grid = anchor_generator.grid(level_sizes, "cpu")
-    valid = anchor_generator.valid_mask(grid, torch.tensor([[256, 72]]))
-    boxes = torch.tensor([[40.0, 8.0, 104.0, 72.0], [48.0, -24.0, 120.0, -0.0], [0.0, 200.0, 30.0, 250.0]])
-    labels = [torch.arange(3)]
-    for threshold in (0.1, 0.5, 0.9):
-        dense = pre_assign(grid.anchors, valid, [boxes], labels, threshold, grid.level_index, 3)
-        assigned, failed = sparse_assign(
-            grid.anchors,
-            valid,
-            boxes,
-            torch.zeros(3, dtype=torch.long),
-            torch.arange(3),
-            threshold,
-            grid.level_sizes,
-            grid.strides,
-            torch.zeros(3),
-        )
-        assert not failed.any()
-        assert torch.equal(assigned, dense.gt_index), threshold
+    cases = [
+        [torch.tensor([[10.0, 10.0, 20.0, 20.0]]), torch.zeros(0, 4)],
+        [torch.tensor([[-900.0, -900.0, -850.0, -850.0]]), torch.tensor([[2000.0, 5.0, 2600.0, 9.0]])],
+        [
+            torch.tensor([[40.0, 8.0, 104.0, 72.0], [48.0, -24.0, 120.0, -0.0]]),
+            torch.tensor([[0.0, 200.0, 30.0, 250.0]]),
+        ],
+    ]
+    for padded in ([[256, 128], [256, 128]], [[256, 72], [64, 128]]):
+        valid = anchor_generator.valid_mask(grid, torch.tensor(padded))
+        for boxes in cases:
+            labels = [torch.zeros(len(image), dtype=torch.long) for image in boxes]
+            for threshold in (0.1, 0.5, 0.9):
+                arguments = (grid.anchors, valid, boxes, labels, threshold, grid.level_index)
+                _assert_equals_reference(pre_assign(*arguments, 3), reference_pre_assign(*arguments, 3))
 
 
 @pytest.mark.parametrize(
@@ -345,86 +241,40 @@ def test_negative_zero_gt_edges_and_invalid_anchors():
         ([4.0, 0, 2.0, 3], "4.0"),
     ],
 )
-def test_bad_gt_boxes_raise_the_same_error_on_the_window_path(box, text):
-    """The window path checks the boxes within its own host sync; the error names image, box and
-    value exactly like the dense path's check."""
-    strides = [8, 16]
-    grid = AnchorGenerator(strides, 4.0).grid([(4, 4), (2, 2)], "cpu")
+def test_bad_gt_boxes_of_every_kind_raise_naming_image_box_and_value(box, text):
+    grid = AnchorGenerator([8, 16], 4.0).grid([(4, 4), (2, 2)], "cpu")
     boxes = [torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([[0.0, 0.0, 4.0, 4.0], box])]
     labels = [torch.zeros(1, dtype=torch.long), torch.zeros(2, dtype=torch.long)]
     valid = torch.ones(2, grid.num_anchors, dtype=torch.bool)
-    messages = []
-    for windows in (False, True):
-        extra = {"level_sizes": grid.level_sizes, "strides": grid.strides} if windows else {}
-        with pytest.raises(ValueError) as error:
-            pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 2, **extra)
-        messages.append(str(error.value))
-    assert messages[0] == messages[1]
-    assert "image 1" in messages[1] and "GT box 1" in messages[1] and text in messages[1]
+    with pytest.raises(ValueError) as error:
+        pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 2)
+    assert "image 1" in str(error.value) and "GT box 1" in str(error.value) and text in str(error.value)
 
 
-def test_window_path_accepts_finite_boxes_whose_float32_size_overflows():
-    """x2 - x1 overflows float32 but the box is finite and valid: accepted, as on the dense path."""
-    strides = [8, 16]
-    grid = AnchorGenerator(strides, 4.0).grid([(4, 4), (2, 2)], "cpu")
+def test_finite_boxes_whose_float32_size_overflows_are_accepted():
+    """x2 - x1 overflows float32 but the box is finite and valid: accepted, as by the reference."""
+    grid = AnchorGenerator([8, 16], 4.0).grid([(4, 4), (2, 2)], "cpu")
     boxes = [torch.tensor([[-3e38, 0.0, 3e38, 20.0], [0.0, 0.0, 9.0, 9.0]])]
     labels = [torch.tensor([3, 4])]
     valid = torch.ones(1, grid.num_anchors, dtype=torch.bool)
-    arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 2)
-    dense = pre_assign(*arguments)
-    sparse = pre_assign(*arguments, level_sizes=grid.level_sizes, strides=grid.strides)
-    for field in PRE_ASSIGNMENT_FIELDS:
-        assert torch.equal(getattr(sparse, field), getattr(dense, field)), field
+    arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
+    _assert_equals_reference(pre_assign(*arguments, 2), reference_pre_assign(*arguments, 2))
 
 
-def test_pair_keys_order_claims_and_threshold_pairs_like_the_maxiou_rules():
-    """The int64 keys built from two int32 words: claims below threshold pairs, the last GT first
-    among claims, the highest IoU then the first GT among threshold pairs; the row entry is the low
-    word; all keys below the no-pair key."""
-    from ladet.assign.anchor_windows import _LOW_WORD, _NO_KEY, _pair_keys
-
-    iou = torch.tensor([0.5, 0.5, 0.25, 1.0, 0.0, 0.25, 0.25], dtype=torch.float32)
-    rows = torch.tensor([0, 1, 2, 3, 2**21 - 1, 7, 9])
-    claims = torch.tensor([False, False, False, False, False, True, True])
-    for row_dtype in (torch.long, torch.int32):
-        keys = _pair_keys(iou.view(torch.int32), rows.to(row_dtype), claims)
-        assert keys.dtype == torch.long and keys.shape == (7,)
-        assert torch.equal(keys.view(torch.int32)[_LOW_WORD::2].long(), rows)
-        order = torch.argsort(keys).tolist()
-        assert order == [6, 5, 3, 0, 1, 2, 4]  # claims (last row first), IoU 1, 0.5 (row 0, 1), ...
-        assert bool((keys < _NO_KEY).all()) and bool((keys >= 0).all())
-
-
-def test_gt_image_and_local_indices():
-    from ladet.assign.max_iou import _gt_image_and_local
-
-    image, local = _gt_image_and_local([3, 0, 2, 1], torch.device("cpu"))
-    assert image.dtype == local.dtype == torch.long and image.is_contiguous() and local.is_contiguous()
-    assert image.tolist() == [0, 0, 0, 2, 2, 3] and local.tolist() == [0, 1, 2, 0, 1, 0]
-    counts = torch.tensor([3, 0, 2, 1])
-    assert torch.equal(image, torch.repeat_interleave(torch.arange(4), counts))
-    image, local = _gt_image_and_local([1], torch.device("cpu"))
-    assert image.tolist() == [0] and local.tolist() == [0]
-
-
-def test_window_path_int64_pair_enumeration_matches_int32(monkeypatch):
-    """The pair enumeration runs in int32 when its values fit and in int64 otherwise (forced here):
-    same answer, every field."""
-    import ladet.assign.anchor_windows as anchor_windows
-
-    strides = [8, 16, 32, 64, 128]
-    level_sizes = [(-(-200 // stride), -(-264 // stride)) for stride in strides]
-    anchor_generator = AnchorGenerator(strides, 8.0)
-    grid = anchor_generator.grid(level_sizes, "cpu")
-    valid = anchor_generator.valid_mask(grid, torch.tensor([[200, 264], [136, 200], [200, 264]]))
-    boxes, labels = _random_batch(5, (9, 0, 25), (200, 264), snap=False)
-    arguments = (grid.anchors, valid, boxes, labels, 0.1, grid.level_index, 5)
-    extra = {"level_sizes": grid.level_sizes, "strides": grid.strides}
-    narrow = pre_assign(*arguments, **extra)
-    monkeypatch.setattr(anchor_windows, "_INT32_INDEX_LIMIT", 0)
-    wide = pre_assign(*arguments, **extra)
-    dense = pre_assign(*arguments)
-    assert (dense.gt_index >= 0).sum() > 20
-    for field in PRE_ASSIGNMENT_FIELDS:
-        assert torch.equal(getattr(narrow, field), getattr(dense, field)), field
-        assert torch.equal(getattr(wide, field), getattr(dense, field)), field
+def test_batched_box_iou_is_torchvisions_box_iou_bit_for_bit():
+    # Shared and per-entry second sets, touching / nested / disjoint / duplicated boxes, and empty
+    # (zero-area) padding boxes, whose IoU is 0.
+    generator = torch.Generator().manual_seed(2)
+    boxes = torch.rand(3, 9, 4, generator=generator) * 50
+    boxes[..., 2:] += boxes[..., :2] + 1
+    boxes = (boxes * 2).round() / 2  # on a half-pixel grid: exact edge coincidences
+    others = torch.cat(
+        [boxes[0], torch.rand(40, 2, generator=generator).repeat(1, 2) * 60 + torch.tensor([0, 0, 8, 8])]
+    )
+    boxes[2, -2:] = 0.0
+    per_entry = torch.stack([others, others.flip(0), others * 1.5])
+    shared, separate = batched_box_iou(boxes, others), batched_box_iou(boxes, per_entry)
+    for entry in range(3):
+        assert torch.equal(shared[entry], box_iou(boxes[entry], others))
+        assert torch.equal(separate[entry], box_iou(boxes[entry], per_entry[entry]))
+    assert (shared[2, -2:] == 0).all()

@@ -4,19 +4,15 @@ scikit-learn's ``GaussianMixture`` as an oracle on 2,000 random cost vectors."""
 from __future__ import annotations
 
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ladet.assign.gmm import fit_rows, fit_two_component_gmm
+from ladet.assign.gmm import fit_two_component_gmm
 from ladet.assign.paa import separate_positives
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from reference_paa import fit_sklearn_gmm, separate_sorted  # noqa: E402
+from tests.support.reference_paa import fit_sklearn_gmm, separate_sorted
 
 
 def _rows(vectors: list[np.ndarray], width: int = 45) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,17 +192,15 @@ def _assert_identical_fits(fit, reference) -> None:
         assert torch.equal(getattr(fit, name), getattr(reference, name)), name
 
 
-@pytest.mark.parametrize("first_check, check_every", [(1, 1), (3, 8), (5, 2), (100, 100)])
+@pytest.mark.parametrize("check_every", [1, 3, 8, 100])
 @pytest.mark.parametrize("max_iterations", [2, 5, 100])
-def test_check_schedule_and_iteration_cap_do_not_change_the_answer(first_check, check_every, max_iterations):
+def test_check_schedule_and_iteration_cap_do_not_change_the_answer(check_every, max_iterations):
     # Rows are iterated past their convergence between checks; the parameters kept must be those of
     # the first converged iteration, and the iteration cap must cut every row at the same point.
     rng = np.random.default_rng(11)
     values, mask = _rows([_random_vector(rng, index % 6) for index in range(60)])
-    reference = fit_two_component_gmm(values, mask, max_iterations, check_every=1, first_check=1)
-    fit = fit_two_component_gmm(
-        values, mask, max_iterations, check_every=check_every, first_check=first_check
-    )
+    reference = fit_two_component_gmm(values, mask, max_iterations, check_every=1)
+    fit = fit_two_component_gmm(values, mask, max_iterations, check_every=check_every)
     _assert_identical_fits(fit, reference)
     if max_iterations == 2:
         assert int(fit.num_iterations.max()) <= 2
@@ -216,9 +210,9 @@ def _plain_em(
     vector: np.ndarray, max_iterations: int = 100, tolerance: float = 1e-3, reg_covar: float = 1e-6
 ):
     """One row's EM written out the textbook way (float64, explicit log-sum-exp bound), with the
-    batched loop's variance rule max(E[x^2] + reg - mu^2, reg): the oracle for the sigmoid E-step,
-    the per-check bounds and the phantom sample of ``fit_rows``."""
-    # On the samples shifted by their minimum, as fit_rows (EM is shift-equivariant; unshifted,
+    batched loop's variance rule max(E[x^2] + reg - mu^2, reg): the oracle for the batched E-step,
+    M-step, bound and per-row stopping rule."""
+    # On the samples shifted by their minimum, as the batched fit (EM is shift-equivariant; unshifted,
     # E[x^2] - mu^2 loses digits that matter next to reg_covar).
     offset = float(np.min(vector))
     x = np.asarray(vector, dtype=np.float64) - offset
@@ -289,183 +283,17 @@ def test_matches_plain_em_iteration_by_iteration(seed):
     assert fit.component[123, :9].tolist() == [0] * 9
 
 
-def test_coefficient_differences_are_exact():
-    # The E-step's [10, 10] product must give u_0 - u_1 and u_1 - u_0 exactly, and exactly 0 for
-    # equal components (otherwise the tie rule "component 0" would be decided by rounding).
-    from ladet.assign.gmm import _EMConstants
-
-    constants = _EMConstants(torch.zeros(1, dtype=torch.float64), 1e-6)
-    u = torch.randn(64, 10, dtype=torch.float64) * torch.logspace(-8, 8, 64, dtype=torch.float64)[:, None]
-    u[::3, 5:] = u[::3, :5]  # equal components
-    differences = u @ constants.difference_matrix
-    assert torch.equal(differences[:, :5], u[:, :5] - u[:, 5:])
-    assert torch.equal(differences[:, 5:], u[:, 5:] - u[:, :5])
-    assert (differences[::3] == 0).all()
-    torch.testing.assert_close(constants.moment_offsets, torch.tensor([1e-6, 0.0], dtype=torch.float64))
-
-
-def test_bound_sums_match_log_sum_exp_of_the_recorded_coefficients():
-    # _bound_sums evaluates (l_0 + l_1) / 2 + |d| / 2 - log max_k r_k; compare with the direct
-    # log-sum-exp of the quadratic l_k of every recorded step (up to one constant per row).
-    from ladet.assign import gmm
-
-    rng = np.random.default_rng(3)
-    vectors = [_random_vector(rng, index % 6).astype(np.float64) for index in range(30)] + _edge_rows(rng)[1:]
-    values, mask = _rows(vectors)
-    row_min = torch.where(mask, values, float("inf")).amin(dim=1, keepdim=True)
-    shifted = torch.where(mask, values - row_min, 0.0)
-    count = mask.sum(dim=1).to(torch.float64)
-    data = gmm._row_data(mask, shifted, count, 1e-3)
-    constants = gmm._EMConstants(shifted, 1e-6)
-    steps = 6
-    work = gmm._EMWorkspace(data, None, shifted.new_full((1, len(vectors)), -math.inf), steps, constants)
-    gmm._initial_coefficients(count, shifted.amax(dim=1), out=work.slots[0])
-    gmm._em_iterations(work, steps, 1e-6)
-    bounds = gmm._bound_sums(work, steps)  # [T, R]
-    assert torch.equal(gmm._bound_sums(work, 4), bounds[:4])  # a shorter chunk: a prefix of the records
-    e, b, c, log_n, log_v = work.coefficients[:steps].unbind(3)  # [T, R, 2] each
-    x = shifted[None, :, None, :]  # [1, R, 1, K]
-    log_prob = (log_n - 0.5 * (log_v + e))[..., None] + (b[..., None] + c[..., None] * x) * x  # [T, R, 2, K]
-    direct = torch.where(mask, torch.logsumexp(log_prob, dim=2), 0.0).sum(dim=2)  # [T, R]
-    assert torch.isfinite(bounds).all()
-    # Both sides round the quadratic's terms: compare to 1e-12 of their magnitude, per row.
-    terms = (log_n - 0.5 * (log_v + e)).abs()[..., None] + (b.abs()[..., None] + c.abs()[..., None] * x) * x
-    magnitude = torch.where(mask[:, None, :], terms, 0.0).sum(dim=3).amax(dim=2).amax(dim=0) + 1.0  # [R]
-    torch.testing.assert_close(
-        (bounds - bounds[0]) / magnitude, (direct - direct[0]) / magnitude, rtol=0, atol=1e-12
-    )
-    # The responsibilities are the softmax of the same l_k; masked and phantom samples get 1/2.
-    softmax = torch.softmax(log_prob, dim=2)
-    recorded = work.responsibilities[:steps, :, :, : shifted.shape[1]]  # without the phantom
-    torch.testing.assert_close(
-        torch.where(mask[:, None, :], recorded, 0.0), torch.where(mask[:, None, :], softmax, 0.0)
-    )
-    assert (work.responsibilities[:steps, :, :, -1] == 0.5).all()
-    assert (torch.where(mask[:, None, :], 0.5, recorded) == 0.5).all()
-
-
 def test_no_fitted_rows_and_iteration_cap_zero():
     # Every row empty (nothing to fit) and max_iterations = 0: defaults, no iteration, no failure.
     values = torch.full((3, 5), float("nan"), dtype=torch.float64)
     fit = fit_two_component_gmm(values, torch.zeros(3, 5, dtype=torch.bool))
     assert fit.num_iterations.tolist() == [0, 0, 0] and not fit.converged.any()
     assert torch.isinf(fit.log_density).all() and (fit.component == 0).all()
-    # fit_rows fits rows without values too (no host sync to find the others): they stop at the
-    # second iteration and never keep the loop going.
-    with torch.inference_mode():
-        row_fit = fit_rows(values, torch.zeros(3, 5, dtype=torch.bool))
-    assert row_fit.num_iterations.tolist() == [2, 2, 2] and row_fit.converged.all()
-    assert not row_fit.component.any() and torch.isinf(row_fit.log_density).all()
     rows = [np.array([0.5, 0.6, 4.0, 4.1])]
     values, mask = _rows(rows)
     fit = fit_two_component_gmm(values, mask, max_iterations=0)
     assert fit.num_iterations.tolist() == [0] and not fit.converged.any()
     assert torch.isfinite(fit.means).all() and torch.isfinite(fit.log_density[mask]).all()
-
-
-def test_row_data_matches_the_padded_stack_formula():
-    # _row_data writes the per-sample features and basis straight into zeroed [R, *, S] buffers;
-    # it must give exactly the tensors (values and strides) of stacking [R, *, K] and padding the
-    # phantom column afterwards.
-    from ladet.assign import gmm
-
-    rng = np.random.default_rng(21)
-    vectors = [_random_vector(rng, index % 6).astype(np.float64) for index in range(40)] + _edge_rows(rng)
-    for width in (1, 2, 45, 50):
-        values, mask = _rows([vector[:width] for vector in vectors], width)
-        row_min = torch.where(mask, values, float("inf")).amin(dim=1, keepdim=True)
-        shifted = torch.where(mask, values - row_min, 0.0)
-        count = mask.sum(dim=1).to(torch.float64)
-        data = gmm._row_data(mask, shifted, count, 1e-3)
-        valid = mask.to(torch.float64)
-        square = shifted * shifted
-        zeros = torch.zeros_like(shifted)
-        features = torch.nn.functional.pad(
-            torch.stack([valid, square, shifted, zeros, zeros, zeros], dim=1), (0, 1)
-        )
-        features[:, 0, width] = 20.0 * torch.finfo(torch.float64).eps
-        features[:, 5, width] = -1.0
-        basis = torch.stack([valid * -0.5, shifted, square, valid, valid * -0.5], dim=1)
-        half_sums = basis.sum(dim=2).mul_(0.5)
-        basis = torch.nn.functional.pad(basis, (0, 1))
-        for ours, expected in (
-            (data.features, features),
-            (data.basis, basis),
-            (data.half_sample_sums, torch.cat([half_sums, half_sums], dim=1)),
-            (data.tolerance_times_count, count * 1e-3),
-        ):
-            assert torch.equal(ours, expected) and ours.stride() == expected.stride()
-
-
-def test_parameters_match_the_unbound_field_formula():
-    # _parameters takes (E[x^2] + reg, mean) as [R, 2, 1] columns; same numbers as the [R, 2]
-    # fields, including clamped variances and tiny masses.
-    from ladet.assign import gmm
-
-    generator = torch.Generator().manual_seed(4)
-    statistics = torch.rand(50, 2, 6, generator=generator, dtype=torch.float64) * 10.0
-    statistics[::5, :, 0] = 1e-300  # tiny mass: huge moments
-    statistics[1::5, :, 1] = statistics[1::5, :, 2] ** 2 / statistics[1::5, :, 0]  # zero variance -> reg
-    constants = gmm._EMConstants(statistics, 1e-6)
-    means, variances, weights = gmm._parameters(statistics, constants, 1e-6)
-    mass = statistics[:, :, 0:1]
-    moments = torch.addcdiv(constants.moment_offsets, statistics[:, :, 1:3], mass)
-    mean_square, expected_means = moments.unbind(2)
-    expected_variances = torch.addcmul(mean_square, expected_means, expected_means, value=-1.0).clamp_(
-        min=1e-6
-    )
-    assert torch.equal(means, expected_means[:, :, None])
-    assert torch.equal(variances, expected_variances[:, :, None])
-    assert torch.equal(weights, mass / mass.sum(dim=1, keepdim=True))
-    assert means.shape == variances.shape == weights.shape == (50, 2, 1)
-
-
-def test_constants_are_cached_per_device_dtype_and_reg_covar():
-    from ladet.assign import gmm
-
-    like = torch.zeros(3, dtype=torch.float64)
-    first = gmm._em_constants(like, 1e-6)
-    assert gmm._em_constants(like, 1e-6) is first
-    other = gmm._em_constants(like, 1e-3)
-    assert other is not first
-    torch.testing.assert_close(other.moment_offsets, torch.tensor([1e-3, 0.0], dtype=torch.float64))
-    assert torch.equal(first.difference_matrix, gmm._EMConstants(like, 1e-6).difference_matrix)
-
-
-@pytest.mark.parametrize(
-    "num_rows, kinds", [(5, (0, 1, 2)), (12, (1, 5)), (40, (1,)), (80, (0, 1, 2, 3, 4, 5))]
-)
-@pytest.mark.parametrize(
-    "first_check, check_every, max_iterations", [(3, 8, 100), (3, 8, 13), (2, 5, 100), (4, 4, 9)]
-)
-def test_working_set_paths_do_not_change_the_answer(
-    num_rows, kinds, first_check, check_every, max_iterations, monkeypatch
-):
-    # Sets too small to ever shrink run in one workspace (a short first chunk on a prefix of its
-    # records); larger sets that do not shrink at the first check move to a longer workspace
-    # (carrying the kept records); others shrink, possibly twice. Every path must give exactly the
-    # answer of checking after every iteration.
-    from ladet.assign import gmm
-
-    builds = []
-
-    class RecordingWorkspace(gmm._EMWorkspace):
-        def __init__(self, data, start, previous_bound, num_steps, constants, row_offsets=None):
-            builds.append((data.features.shape[0], num_steps, start is not None))
-            super().__init__(data, start, previous_bound, num_steps, constants, row_offsets)
-
-    rng = np.random.default_rng(num_rows)
-    values, mask = _rows([_random_vector(rng, kinds[index % len(kinds)]) for index in range(num_rows)])
-    reference = fit_two_component_gmm(values, mask, max_iterations, check_every=1, first_check=1)
-    monkeypatch.setattr(gmm, "_EMWorkspace", RecordingWorkspace)
-    fit = fit_two_component_gmm(
-        values, mask, max_iterations, check_every=check_every, first_check=first_check
-    )
-    _assert_identical_fits(fit, reference)
-    if num_rows < 16:  # one workspace, made for the longest chunk
-        assert builds == [(num_rows, min(max(first_check, check_every), max_iterations), False)]
-    if num_rows == 40 and (first_check, check_every, max_iterations) == (3, 8, 100):
-        assert (num_rows, 8, True) in builds  # the longer-chunk workspace of the same rows
 
 
 def test_non_finite_entries_of_every_kind_are_masked_out():

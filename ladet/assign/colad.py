@@ -84,7 +84,7 @@ def choose_costs_std_mean(costs_first: Tensor, costs_second: Tensor, pre: PreAss
     num_images = len(pre.num_gts_per_image)
     first = costs_first.float()
     second = costs_second.float()
-    segment = pre.gt_global * pre.num_levels + pre.level  # [P]
+    segment = pre.segment()  # [P]
 
     count = torch.zeros(num_segments, dtype=torch.long, device=device).index_add_(
         0, segment, torch.ones_like(segment)

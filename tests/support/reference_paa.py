@@ -1,5 +1,5 @@
-"""Per-GT reference of the PAA selection (§1.5 C-D) with scikit-learn, written as the reference
-implementations do it: for every image, for every GT, a masked per-level selection + ``topk``,
+"""Per-GT reference of the PAA assignment (docs/algorithms.md §1.5) with scikit-learn, written as the
+reference implementations do it: for every image, for every GT, a masked per-level selection + ``topk``,
 one ``GaussianMixture`` fit on the host, ``predict``, ``score_samples`` and separation (c).
 
 Used as an oracle by the tests and as the baseline of ``benchmarks/assign.py``. Not part of the
