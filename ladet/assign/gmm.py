@@ -80,7 +80,7 @@ def _e_step(samples: Tensor, mass: Tensor, means: Tensor, variances: Tensor) -> 
     inverse_std = variances.rsqrt()
     standardised = (samples - means).mul_(inverse_std)
     log_prob = torch.addcmul((mass * inverse_std).log_(), standardised, standardised, value=-0.5)
-    return log_prob, torch.logaddexp(log_prob[:, :1], log_prob[:, 1:])
+    return log_prob, torch.logaddexp(*log_prob.split(1, dim=1))
 
 
 def _m_step(statistics: Tensor, moment_offsets: Tensor, reg_covar: float) -> tuple[Tensor, Tensor, Tensor]:

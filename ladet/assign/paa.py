@@ -258,6 +258,11 @@ class PAAAssigner:
         gt_boxes: list[Tensor],
         gt_labels: list[Tensor],
     ) -> AssignResult:
-        """The whole §1.5 for a batch: outputs [B, N, ...] + GTs -> :class:`AssignResult`."""
-        pre, positive = self.positives(outputs, grid, valid_mask, gt_boxes, gt_labels)
+        """The whole §1.5 for a batch: outputs [B, N, ...] + GTs -> :class:`AssignResult`.
+
+        §1.5 A-D run in inference mode (no autograd bookkeeping for their many small ops); the
+        re-labelling runs outside it, so that the result holds ordinary tensors.
+        """
+        with torch.inference_mode():
+            pre, positive = self.positives(outputs, grid, valid_mask, gt_boxes, gt_labels)
         return self.build_result(pre, positive, valid_mask)

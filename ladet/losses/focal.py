@@ -101,12 +101,14 @@ def one_hot_focal_loss_sum(
             negative_log = torch.log1p(-class_scores).clamp_(min=-100.0).neg_()  # [M, C]
             powered = class_scores.pow(gamma)
         else:
-            # p = e^z / (1 + e^z) and softplus(z) = log(1 + e^z), from one exp (clamped at z = 30 to
-            # avoid overflow; beyond it log(1 + e^z) = z in fp32, the excess is added back).
-            exponential = class_scores.clamp(max=30.0).exp_()  # [M, C]
+            # p = e^z / (1 + e^z) and softplus(z) = log(1 + e^z), from one exp of z clamped at 30 (no
+            # overflow; beyond 30, log(1 + e^z) = z in fp32: the excess z - 30 is added back).
+            clamped = class_scores.clamp(max=30.0)  # [M, C]
+            excess = class_scores - clamped
+            exponential = clamped.exp_()
             one_plus = exponential + 1.0
             powered = exponential.div_(one_plus).pow_(gamma)
-            negative_log = one_plus.log_().add_((class_scores - 30.0).clamp_(min=0.0))
+            negative_log = one_plus.log_().add_(excess)
         target_zero_sum = powered.mul_(negative_log).sum(dim=-1)  # [M]
         if alpha >= 0:
             target_zero_sum = target_zero_sum.mul_(1 - alpha)
