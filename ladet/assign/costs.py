@@ -9,30 +9,22 @@ the GMM, §8.4), and only for the P pre-positives of the batch.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 from torch import Tensor
 
 from ladet.assign.max_iou import PreAssignment
 from ladet.boxes import aligned_giou
 from ladet.losses.focal import one_hot_focal_loss_sum
-from ladet.models.anchors import AnchorGrid
 from ladet.models.outputs import HeadOutputs
+from ladet.structures import AnchorsHolder, BoxDecoder
 
-__all__ = ["BoxDecoder", "anchor_costs"]
-
-
-class BoxDecoder(Protocol):
-    """What the cost needs from a box coder (``ladet.models.box_coder.DeltaBoxCoder``)."""
-
-    def decode(self, anchors: Tensor, deltas: Tensor, max_shape: Tensor | None = None) -> Tensor: ...
+__all__ = ["anchor_costs"]
 
 
 @torch.no_grad()
 def anchor_costs(
     outputs: HeadOutputs,
-    grid: AnchorGrid,
+    grid: AnchorsHolder,
     box_coder: BoxDecoder,
     pre: PreAssignment,
     focal_alpha: float = 0.25,

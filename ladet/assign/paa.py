@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ladet.assign.costs import BoxDecoder, anchor_costs
+from ladet.assign.costs import anchor_costs
 from ladet.assign.gmm import fit_two_component_gmm
 from ladet.assign.max_iou import PreAssignment, pre_assign
 from ladet.assign.result import AssignResult
 from ladet.config.schema import AssignerConfig
 from ladet.models.anchors import AnchorGrid
 from ladet.models.outputs import HeadOutputs
+from ladet.structures import BoxDecoder
 
 __all__ = [
     "PAAAssigner",
