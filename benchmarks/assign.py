@@ -8,7 +8,7 @@ loss against one-hot targets for the costs, then per GT masked per-level ``topk`
 scikit-learn ``GaussianMixture`` fit, ``predict``, ``score_samples`` and separation. Prints one
 line per GT count::
 
-    gts=20 ladet_s=0.0041 reference_s=0.0930 speedup=22.7 agree=0.998
+    gts=20 ladet_s=0.0211 reference_s=0.1749 speedup=8.2 agree=1.000
 
 ``agree`` = fraction of GTs whose positive sets are identical. Times are CPU seconds of this
 single-threaded process (``time.process_time``). The two sides alternate round by round (one
@@ -17,24 +17,20 @@ medians over ``--repeats`` rounds and ``speedup`` is the median of the per-round
 a shared host whose speed drifts during the run (seen here: 2x within minutes) hits both sides of
 every ratio alike.
 
-Measured 2026-12-01 (second session of the day) on the shared 2-core x86-64 dev machine (torch
-2.14.1, sklearn 1.9.1), ``OMP_NUM_THREADS=1 ... --repeats 9``, two runs, each next to a run of the
-code of the session start (same script, same minutes)::
+Measured 2026-12-07 10:54 on the shared 2-core x86-64 dev machine under load (load average ~6;
+torch 2.14.1, sklearn 1.9.1), ``OMP_NUM_THREADS=1 ... --repeats 7``, next to a run of the code
+before the rewrite of the assigner (windowed IoU, pruned costs, working-set EM; same minutes)::
 
-    now:    gts=5 speedup=8.8 / 8.6   gts=20 speedup=23.2 / 23.2   gts=50 speedup=43.6 / 47.7
-    before: gts=5 speedup=6.7 / 7.2   gts=20 speedup=18.5 / 18.6   gts=50 speedup=35.9 / 38.3
-    e.g.    gts=20 ladet_s=0.0050 reference_s=0.1176 speedup=23.2 agree=1.000
-            gts=50 ladet_s=0.0079 reference_s=0.3482 speedup=43.6 agree=1.000
+    now:    gts=5 speedup=4.4   gts=20 speedup=8.2    gts=50 speedup=10.0   (agree=1.000)
+    before: gts=5 speedup=9.0   gts=20 speedup=22.0   gts=50 speedup=46.8   (agree=1.000)
+    e.g.    gts=50 ladet_s=0.0716 reference_s=0.6855 speedup=10.0 agree=1.000
 
-Where ladet's time goes at 50 GTs per image (share of the time / aten ops per call, ~1,065 ops in
-all): IoU pre-assignment ~25 % / 220 (separable window IoUs over 32k (GT, anchor) pairs, one
-scatter of packed keys), costs ~36 % / 195 (box term and GT-class focal term for all 17.6k
-pre-positives, 80-class sums for ~1,950 rows), candidate rows ~6 % / 39, GMM ~33 % / 596 (35 EM
-iterations of 9 ops for the slowest rows, plus convergence checks and working-set shrinks). Every
-stage is bound by eager-op dispatch (~1.5-4 us per op here) and by memory-bound passes and gathers
-over P-sized tensors, not by arithmetic.
+Where ladet's time goes at 50 GTs per image (in this benchmark, between reference rounds): the
+dense IoU pre-assignment ~45 % (about 20 memory-bound passes over the [2, 50, 22 400] IoU tensor),
+costs ~25 % (about 10 passes over the [17 600, 80] scores of the pre-positives), candidate rows
+~8 % (two stable sorts of the 17 600 costs), GMM ~20 % (32 EM iterations of ~23 small ops).
 
-Run: ``.venv/bin/python benchmarks/assign.py [--repeats 5] [--gts 5 20 50]``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.assign [--repeats 5] [--gts 5 20 50]``
 """
 
 from __future__ import annotations

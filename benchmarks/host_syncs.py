@@ -19,7 +19,7 @@ Two ways of counting:
 The same dispatch mode (``tests/support/host_syncs.py``) counts every eager aten operation of one ``PAAAssigner.assign`` call
 (``ops``: on CUDA each is at least one kernel launch). Prints one line per GT count::
 
-    gts=20 ops=1015 syncs_total=7 pre_assign=2 costs=0 candidate_rows=0 gmm=5 build_result=0 other=0 cuda_warnings=n/a
+    gts=20 ops=1015 syncs_total=9 pre_assign=2 costs=0 candidate_rows=0 gmm=7 build_result=0 other=0 cuda_warnings=n/a
 
 ``gmm`` is the number of EM convergence checks (one every ``check_every`` iterations until the
 slowest row has stopped, at most ``max_iter / check_every``): it depends on the data, not on the GT

@@ -35,6 +35,7 @@ def test_counter_counts_each_synchronising_operation_once(inference: bool) -> No
         "item": lambda: values.sum().item(),
         "tolist": lambda: values.tolist(),
         "nonzero": lambda: torch.nonzero(values),
+        "nonzero as_tuple": lambda: torch.nonzero(values, as_tuple=True),
         "boolean index": lambda: values[values > 0],
         "boolean index_put": lambda: values.clone().index_put_((values > 0,), torch.tensor(0.0)),
         "repeat_interleave": lambda: torch.repeat_interleave(repeats),
@@ -54,7 +55,7 @@ def test_counter_counts_each_synchronising_operation_once(inference: bool) -> No
             assert _count(operation) == 0, name
 
 
-def _gmm_sync_bound(config: AssignerConfig, check_every: int = 5) -> int:
+def _gmm_sync_bound(config: AssignerConfig, check_every: int = 4) -> int:
     """The EM loop: one sync per convergence check, one check every ``check_every`` iterations."""
     return math.ceil(config.gmm_max_iterations / check_every)
 

@@ -99,7 +99,7 @@ def fit_two_component_gmm(
     max_iterations: int = 100,
     tolerance: float = 1e-3,
     reg_covar: float = 1e-6,
-    check_every: int = 5,
+    check_every: int = 4,
 ) -> GaussianMixtureFit:
     """Fits a two-component 1-D mixture to every row, all rows at once (see the module docstring).
 
@@ -148,7 +148,7 @@ def fit_two_component_gmm(
     previous = torch.full_like(tolerance_sum, -math.inf)
     for iteration in range(1, max_iterations + 1):
         bound = torch.bmm(log_norm, valid_column)  # [R, 1, 1] sum over the valid samples
-        responsibilities = (log_prob - log_norm).exp_()  # [R, 2, K]
+        responsibilities = log_prob.softmax(dim=1)  # [R, 2, K]
         statistics = torch.where(active, torch.bmm(responsibilities, features), statistics)
         mass, means, variances = _m_step(statistics, moment_offsets, reg_covar)
         iterations += active

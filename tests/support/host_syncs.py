@@ -27,6 +27,7 @@ aten = torch.ops.aten
 _ALWAYS_SYNCHRONISING = {
     aten._local_scalar_dense,  # item(), int(t), float(t), bool(t)
     aten.nonzero,
+    aten.nonzero_numpy,  # nonzero(as_tuple=True) in inference mode
     aten.masked_select,
     aten.bincount,  # reads the maximum to size its output
     aten._unique2,
