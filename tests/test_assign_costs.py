@@ -48,7 +48,7 @@ def test_cost_known_answer(probabilities):
     scores = torch.full((2,), 0.5) if probabilities else torch.zeros(2)
     outputs, grid, pre = _one_anchor_setup(scores, probabilities)
     cost = anchor_costs(outputs, grid, DeltaBoxCoder(), pre, 0.25, 2.0, 1.3)
-    assert pre.num_pre_positives == 1
+    assert pre.anchor_index.shape[0] == 1
     torch.testing.assert_close(cost, torch.tensor([0.25 * math.log(2.0) + 0.65]))
 
 
@@ -115,7 +115,7 @@ def test_costs_match_the_reference_formula(probabilities, scale, offset):
     outputs, grid, valid, boxes, labels = _random_outputs(7, probabilities, scale, offset)
     pre = pre_assign(grid.anchors, valid, boxes, labels, 0.1, grid.level_index)
     costs = anchor_costs(outputs, grid, DeltaBoxCoder(), pre)
-    assert costs.dtype == torch.float32 and pre.num_pre_positives > 50
+    assert costs.dtype == torch.float32 and pre.anchor_index.shape[0] > 50
     torch.testing.assert_close(costs, reference_costs(outputs, grid.anchors, DeltaBoxCoder(), pre))
     zero_scores = HeadOutputs(
         class_scores=torch.full_like(outputs.class_scores, -1e4)
@@ -133,7 +133,7 @@ def test_costs_match_the_reference_formula(probabilities, scale, offset):
     box_term = 1.3 * (1.0 - aligned_giou(decoded, pre.box_targets))
     label_term = focal_loss(
         zero_scores.class_scores[pre.image_index, pre.anchor_index, pre.labels][:, None],
-        torch.ones(pre.num_pre_positives, 1),
+        torch.ones(pre.anchor_index.shape[0], 1),
         probabilities,
     )[:, 0]
     assert torch.equal(box_only, label_term + box_term)
@@ -160,5 +160,5 @@ def test_costs_with_half_precision_outputs_and_double_anchors():
     )
     as_float = HeadOutputs(half.class_scores.float(), half.box_deltas.float(), None, half.level_sizes)
     costs = anchor_costs(half, double_grid, DeltaBoxCoder(), pre)
-    assert costs.dtype == torch.float32 and pre.num_pre_positives > 20
+    assert costs.dtype == torch.float32 and pre.anchor_index.shape[0] > 20
     assert torch.equal(costs, anchor_costs(as_float, grid, DeltaBoxCoder(), pre))

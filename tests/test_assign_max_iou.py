@@ -105,7 +105,7 @@ def test_empty_gt_image_in_a_batch_with_gts():
     assert result.gt_global.tolist() == [0]
     assert result.num_gts_per_image == [0, 1]
     empty = _assign(anchors, [[], []])
-    assert empty.num_pre_positives == 0 and (empty.gt_index == -1).all()
+    assert empty.anchor_index.shape[0] == 0 and (empty.gt_index == -1).all()
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,7 @@ def test_candidate_rows_match_a_per_gt_loop_with_non_finite_costs_and_ties(dtype
     generator = torch.Generator().manual_seed(10)
     for trial in range(40):
         pre = _random_pre_assignment(generator, max_per_image=25)
-        size = pre.num_pre_positives
+        size = pre.anchor_index.shape[0]
         costs = torch.round(torch.rand(size, generator=generator, dtype=dtype) * 8) / 4
         special = torch.rand(size, generator=generator)
         costs[special < 0.1] = float("inf")

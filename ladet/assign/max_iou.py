@@ -63,10 +63,6 @@ class PreAssignment:
         """Total number of GTs in the batch (G_total)."""
         return sum(self.num_gts_per_image)
 
-    @property
-    def num_pre_positives(self) -> int:
-        return int(self.anchor_index.shape[0])
-
     def segment(self) -> Tensor:
         """[P] long: the (GT, level) segment of every pre-positive, ``gt_global * L + level``."""
         return torch.add(self.level, self.gt_global, alpha=self.num_levels)
