@@ -225,7 +225,7 @@ def test_a_few_bf16_steps_stay_finite_with_fp32_costs(
     calls: list[Any] = []
     assignments: list[Any] = []  # whole assignments (labels, targets, positives) under autocast
     if name == "lad":
-        _record_costs(method.teacher_assigner, "_candidate_costs_and_indices", calls)
+        _record_costs(method.teacher_assigner, "costs", calls)
         _record_assignments(method.teacher_assigner, assignments)
     elif name == "colad":
         _record_costs(method.assigner, "costs", calls)
