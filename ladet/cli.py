@@ -4,10 +4,11 @@
     ladet test CONFIG --checkpoint CKPT [--out DIR] [key=value ...]
     ladet check-data CONFIG [--split train|val|both] [key=value ...]
     ladet predict CONFIG --checkpoint CKPT INPUTS... --out DIR [--score-threshold S]
+    ladet predict --onnx MODEL.onnx INPUTS... --out DIR [--score-threshold S]
     ladet print-config CONFIG [key=value ...]
     ladet make-dataset --out DIR [--seed N] [--num-train N] [--num-val N]
     ladet visualize-assign CONFIG --checkpoint CKPT IMAGES... --out DIR
-    ladet export CONFIG --checkpoint CKPT --out FILE [--torchscript]
+    ladet export CONFIG --checkpoint CKPT --out FILE [--format weights|torchscript|onnx] [--opset N]
 
 Errors in configs, data or checkpoints print one clean paragraph and exit with code 2
 (``--debug`` shows the traceback); a diverging run (non-finite loss) exits with code 1.
@@ -116,9 +117,17 @@ def _command_predict(arguments: argparse.Namespace) -> int:
     from ladet.predictor import Predictor, dataset_image_ids, expand_image_paths
     from ladet.vis import draw_detections
 
-    predictor = Predictor.from_checkpoint(
-        arguments.config, arguments.checkpoint, arguments.device, arguments.overrides
-    )
+    predictor: Any
+    if arguments.onnx or str(arguments.config).endswith(".onnx"):  # `predict --onnx MODEL INPUTS...`
+        predictor = _onnx_predictor(arguments.config)
+    else:
+        if arguments.checkpoint is None:
+            raise ValueError(
+                "ladet predict needs --checkpoint CKPT (or --onnx MODEL.onnx in place of CONFIG)"
+            )
+        predictor = Predictor.from_checkpoint(
+            arguments.config, arguments.checkpoint, arguments.device, arguments.overrides
+        )
     paths = expand_image_paths(arguments.inputs)
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +157,23 @@ def _command_predict(arguments: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
     print(f"{len(paths)} image(s), {len(results)} detection(s) -> {out}")
     return 0
+
+
+def _onnx_predictor(model: str) -> Any:
+    """An ``OnnxPredictor`` whose call returns torch :class:`Detections` (for drawing / COCO JSON)."""
+    import torch
+
+    from ladet.deploy import OnnxPredictor
+    from ladet.structures import Detections
+
+    class TorchDetectionsOnnxPredictor(OnnxPredictor):
+        def __call__(self, images: Any) -> Any:
+            return [
+                Detections(torch.from_numpy(d.boxes), torch.from_numpy(d.scores), torch.from_numpy(d.labels))
+                for d in super().__call__(images)
+            ]
+
+    return TorchDetectionsOnnxPredictor(model)
 
 
 def _command_print_config(arguments: argparse.Namespace) -> int:
@@ -186,11 +212,18 @@ def _command_visualize_assign(arguments: argparse.Namespace) -> int:
 
 
 def _command_export(arguments: argparse.Namespace) -> int:
-    from ladet.export import export_detector
+    from ladet.export import export_detector, export_onnx
 
     config = load_config(arguments.config, arguments.overrides)
-    path = export_detector(config, arguments.checkpoint, arguments.out, torchscript=arguments.torchscript)
-    print(f"exported {'TorchScript trace' if arguments.torchscript else 'weights'} -> {path}")
+    export_format = "torchscript" if arguments.torchscript else arguments.format
+    if export_format == "onnx":
+        path = export_onnx(config, arguments.checkpoint, arguments.out, opset=arguments.opset)
+        print(f"exported ONNX graph (opset {arguments.opset}) -> {path}")
+        return 0
+    path = export_detector(
+        config, arguments.checkpoint, arguments.out, torchscript=export_format == "torchscript"
+    )
+    print(f"exported {'TorchScript trace' if export_format == 'torchscript' else 'weights'} -> {path}")
     return 0
 
 
@@ -234,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="draw detections on images / folders and write COCO JSON")
     predict.add_argument("config")
-    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--checkpoint", default=None)
+    predict.add_argument(
+        "--onnx",
+        action="store_true",
+        help="CONFIG is a graph written by `ladet export --format onnx` (no --checkpoint, no PyTorch model)",
+    )
     predict.add_argument("inputs", nargs="+", metavar="INPUT")
     predict.add_argument("--out", required=True)
     predict.add_argument("--score-threshold", type=float, default=0.3)
@@ -267,11 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value")
     visualize.set_defaults(handler=_command_visualize_assign)
 
-    export = commands.add_parser("export", help="export the evaluation network (weights or TorchScript)")
+    export = commands.add_parser(
+        "export", help="export the evaluation network (weights, TorchScript or an end-to-end ONNX graph)"
+    )
     export.add_argument("config")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--out", required=True)
-    export.add_argument("--torchscript", action="store_true", help="trace the raw forward")
+    export.add_argument("--format", choices=("weights", "torchscript", "onnx"), default="weights")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (--format onnx)")
+    export.add_argument("--torchscript", action="store_true", help="same as --format torchscript")
     _overrides(export)
     export.set_defaults(handler=_command_export)
 
