@@ -2,12 +2,11 @@
 
 * :func:`export_detector` (``torch_formats``): weights file or TorchScript trace of the raw head;
 * :func:`export_onnx` (``onnx_export``): the end-to-end graph of :mod:`ladet.export.graph` (needs
-  the ``onnx`` extra: ``pip install ladet[onnx]``).
+  the ``onnx`` extra: ``pip install ladet[onnx]``; imported lazily).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,7 @@ __all__ = ["RawForward", "example_input_size", "export_detector", "export_onnx",
 
 
 def export_onnx(*arguments: Any, **keywords: Any) -> Path:
-    """See :func:`ladet.export.onnx_export.export_onnx` (imported lazily: onnx is optional)."""
+    """See :func:`ladet.export.onnx_export.export_onnx`."""
     from ladet.export.onnx_export import export_onnx as export
 
     return export(*arguments, **keywords)
-
-
-del os

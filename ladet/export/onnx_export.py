@@ -23,6 +23,7 @@ ONNX Runtime against the PyTorch graph on the example batch before it replaces `
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import warnings
@@ -38,7 +39,14 @@ from ladet.deploy.metadata import METADATA_FORMAT, METADATA_KEY
 from ladet.export.graph import DetectionGraph, UnsupportedExportError
 from ladet.predictor import load_evaluation_detector, read_categories
 
-__all__ = ["ONNX_OPSET", "METADATA_KEY", "METADATA_FORMAT", "export_onnx", "graph_metadata"]
+__all__ = [
+    "ONNX_OPSET",
+    "METADATA_KEY",
+    "METADATA_FORMAT",
+    "export_onnx",
+    "export_detector_onnx",
+    "graph_metadata",
+]
 
 ONNX_OPSET = 18
 INPUT_NAMES = ["images", "image_sizes"]
@@ -112,6 +120,19 @@ def example_inputs(config: Config, batch_size: int = 2) -> tuple[torch.Tensor, t
     return images, sizes[:batch_size]
 
 
+class MissingOnnxExtraError(ValueError):
+    """onnx, onnxscript or onnxruntime is not installed."""
+
+
+def require_onnx_extra() -> None:
+    """Raises :class:`MissingOnnxExtraError` naming the first missing package of the ``onnx`` extra."""
+    for package in ("onnx", "onnxscript", "onnxruntime"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingOnnxExtraError(
+                f"ONNX export needs {package} (the onnx extra): pip install 'ladet[onnx]'"
+            )
+
+
 def export_onnx(
     config: Config,
     checkpoint: str | os.PathLike[str],
@@ -124,22 +145,26 @@ def export_onnx(
     Raises:
         CheckpointError: the checkpoint lacks the evaluation network's weights.
         UnsupportedExportError: a test option the graph cannot express.
-        ImportError: onnx / onnxruntime / onnxscript are missing (``pip install ladet[onnx]``).
+        MissingOnnxExtraError: onnx / onnxruntime / onnxscript are missing (``pip install ladet[onnx]``).
         RuntimeError: ONNX Runtime does not reproduce the PyTorch graph on the example batch.
     """
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (the exporter's translation library)
-    except ImportError as error:
-        raise ImportError(
-            f"ONNX export needs the onnx extra ({error.name} is missing): pip install 'ladet[onnx]'"
-        ) from error
+    require_onnx_extra()
+    return export_detector_onnx(
+        load_evaluation_detector(config, checkpoint, "cpu"), config, out, opset, verify
+    )
+
+
+def export_detector_onnx(
+    detector: Any, config: Config, out: str | os.PathLike[str], opset: int = ONNX_OPSET, verify: bool = True
+) -> Path:
+    """Exports an already built evaluation ``detector`` (eval mode, CPU) to ``out``; see :func:`export_onnx`."""
+    require_onnx_extra()
+    import onnx
     from torch.export import Dim
 
     from ladet.export.nms import ONNX_TRANSLATIONS
 
     out = Path(out)
-    detector = load_evaluation_detector(config, checkpoint, "cpu")
     graph = DetectionGraph(detector).eval()
     images, image_sizes = example_inputs(config)
     divisor = config.data.size_divisor
