@@ -147,6 +147,12 @@ def test_nms_translation_equals_eager_under_onnx_runtime(tmp_path) -> None:
         scores = torch.rand(*shape, generator=generator)
         (onnx_mask,) = session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})
         assert np.array_equal(onnx_mask, class_wise_nms_mask(boxes, scores, 0.5, 0.2, 1000).numpy()), shape
+    # boundaries: IoU exactly 0.5 is kept (strict >), a score exactly at the threshold is dropped
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 10, 20], [50, 50, 60, 60], [80, 80, 90, 90]]])
+    scores = torch.tensor([[[0.9, 0.8, 0.2, 0.21]]])
+    (onnx_mask,) = session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})
+    assert onnx_mask.tolist() == [[[True, True, False, True]]]
+    assert class_wise_nms_mask(boxes, scores, 0.5, 0.2, 1000).tolist() == [[[True, True, False, True]]]
 
 
 def test_unsupported_options_are_refused() -> None:
