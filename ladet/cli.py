@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_command_check_data)
 
     predict = commands.add_parser("predict", help="draw detections on images / folders and write COCO JSON")
-    predict.add_argument("config")
+    predict.add_argument("config", help="the config YAML; with --onnx (or a *.onnx path) the exported model")
     predict.add_argument("--checkpoint", default=None)
     predict.add_argument(
         "--onnx",
