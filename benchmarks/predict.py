@@ -4,7 +4,8 @@ Same images, same run, CPU only, one intra-op thread and all threads. Settings:
 
 * ``demo``: the demo student PAA-R18 (configs/demo/paa_r18_fpn_1x8_builtin_demo.yaml) at its test
   size (short 256, long <= 320) on 300x400 images;
-* ``r50``: PAA-R50 (configs/paa/paa_r50_fpn_1x_coco.yaml, 80 classes) at 800x1333 on 800x1333 images.
+* ``r50``: PAA-R50 (configs/paa/paa_r50_fpn_1x_coco.yaml, 80 classes) at 800x1333 on 800x1333 images;
+* ``r50_demo``: the same PAA-R50 at the demo test size on 300x400 images.
 
 Weights are random (timing only): the backbone is not downloaded. Both predictors run end to end
 from an RGB array (resize, normalise, pad, network, decode, NMS, score voting, rescale), batch 1,
@@ -14,7 +15,7 @@ Prints one line per setting, e.g.::
 
     backend=onnxruntime model=paa_r18_demo size=256x320 threads=1 images_per_s=9.87 ratio_vs_torch=1.25
 
-Run: ``python -m benchmarks.predict [--settings demo r50] [--images 8] [--threads 1 0] [--rounds 3]``
+Run: ``python -m benchmarks.predict [--settings demo r50_demo r50] [--images 8] [--threads 1 0] [--rounds 3]``
 (``--threads 0`` = all cores).
 """
 
@@ -45,6 +46,13 @@ SETTINGS = {
         ["model.backbone.weights=null"],
         (800, 1333),
         "800x1333",
+        "paa_r50",
+    ),
+    "r50_demo": (
+        "configs/paa/paa_r50_fpn_1x_coco.yaml",
+        ["model.backbone.weights=null", "data.short_size=256", "data.max_size=320"],
+        (300, 400),
+        "256x320",
         "paa_r50",
     ),
 }
@@ -104,7 +112,9 @@ def run_setting(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["demo", "r50"])
+    parser.add_argument(
+        "--settings", nargs="+", choices=sorted(SETTINGS), default=["demo", "r50_demo", "r50"]
+    )
     parser.add_argument("--images", type=int, default=8, help="timed images per backend and setting")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 0], help="0 = all cores")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds; the best is kept")
