@@ -118,7 +118,8 @@ def _command_predict(arguments: argparse.Namespace) -> int:
     from ladet.vis import draw_detections
 
     predictor: Any
-    if arguments.onnx or str(arguments.config).endswith(".onnx"):  # `predict --onnx MODEL INPUTS...`
+    onnx_model = arguments.onnx or str(arguments.config).endswith(".onnx")
+    if onnx_model:  # `predict --onnx MODEL INPUTS...`
         predictor = _onnx_predictor(arguments.config)
     else:
         if arguments.checkpoint is None:
@@ -132,7 +133,8 @@ def _command_predict(arguments: argparse.Namespace) -> int:
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    image_ids = dataset_image_ids(predictor.config, paths)
+    # an ONNX model carries no dataset: its results name the files
+    image_ids = [str(path) for path in paths] if onnx_model else dataset_image_ids(predictor.config, paths)
     for image_id, path in zip(image_ids, paths, strict=True):
         image = read_rgb_image(path)
         detections = predictor(image)[0]

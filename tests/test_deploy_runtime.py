@@ -138,3 +138,15 @@ def test_unreadable_and_missing_images_are_named(tmp_path) -> None:
         prepare_batch([tmp_path / "missing.jpg"], _metadata())
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         prepare_batch([np.zeros((4, 4))], _metadata())
+
+
+def test_sixteen_bit_images_are_scaled_like_the_training_reader(tmp_path) -> None:
+    from ladet.data.images import read_rgb_image
+    from ladet.deploy import load_rgb_image
+
+    values = np.array([[0, 127, 128, 385], [30000, 65535, 65407, 257]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)  # mode I;16
+    expected = np.asarray(read_rgb_image(path), dtype=np.float32)
+    assert np.array_equal(load_rgb_image(path), expected)
+    assert expected[0, 3, 0] == 1 and expected[1, 1, 0] == 255  # scaled, not clipped to 255

@@ -19,9 +19,31 @@ from PIL import Image
 
 from ladet.deploy.metadata import DeployMetadata
 
-__all__ = ["ImageInput", "PreparedBatch", "load_rgb_image", "resize_size", "resize_bilinear", "prepare_batch"]
+__all__ = [
+    "ImageInput",
+    "PreparedBatch",
+    "load_rgb_image",
+    "to_rgb8",
+    "resize_size",
+    "resize_bilinear",
+    "prepare_batch",
+]
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]  # noqa: UP007 - a runtime alias
+
+
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """8-bit RGB as ``ladet.data.images.to_rgb8`` (imported there with torch): 16-bit values scaled,
+    ``floor((v + 128) / 257)``, never clipped; other modes through Pillow's ``convert("RGB")``."""
+    if image.mode == "F":
+        raise ValueError("float images (mode 'F') have no fixed range to scale from")
+    if image.mode in HIGH_BIT_DEPTH_MODES:
+        values = np.asarray(image).astype(np.int64)  # [H, W]
+        return Image.fromarray(((np.clip(values, 0, 65535) + 128) // 257).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 def load_rgb_image(image: ImageInput) -> np.ndarray:
@@ -37,11 +59,11 @@ def load_rgb_image(image: ImageInput) -> np.ndarray:
             raise FileNotFoundError(f"input image not found: {path}")
         try:
             with Image.open(path) as opened:
-                image = opened.convert("RGB")
+                image = to_rgb8(opened)
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read image file {path}: {error}") from error
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.float32)
+        return np.asarray(to_rgb8(image), dtype=np.float32)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] RGB array, got shape {tuple(image.shape)}")

@@ -58,9 +58,7 @@ MAX_BLOCKS = 512  # H, W up to size_divisor * 512 (16384 px at 32)
 def graph_metadata(config: Config, detector: Any, opset: int = ONNX_OPSET) -> dict[str, Any]:
     """The JSON written into the ONNX file: pre-processing, classes, graph layout and test options."""
     model = detector.config
-    class_names, category_ids = read_categories(config.data.val.ann_file, model.num_classes)
-    if config.class_names and len(config.class_names) == model.num_classes:
-        class_names = list(config.class_names)
+    class_names, category_ids = read_categories(config)  # the Predictor's names and ids
     test = model.test
     return {
         "format": METADATA_FORMAT,
