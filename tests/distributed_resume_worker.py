@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# torchrun runs this file as a script, so its own folder (tests/) is first on the import path.
+from engine_fakes import BUILT_METHODS, TinyDetector, TinyMethod, fake_components, tiny_config
 
-from engine_fakes import BUILT_METHODS, TinyDetector, TinyMethod, fake_components, tiny_config  # noqa: E402
-
-from ladet.checkpoint_io import CheckpointError  # noqa: E402
-from ladet.engine import TrainingComponents, train  # noqa: E402
-from ladet.engine.distributed import barrier, init_distributed, shutdown_distributed  # noqa: E402
+from ladet.checkpoint_io import CheckpointError
+from ladet.engine import TrainingComponents, train
+from ladet.engine.distributed import barrier, init_distributed, shutdown_distributed
 
 
 def _method_with_teacher() -> TinyMethod:
