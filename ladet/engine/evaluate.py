@@ -11,6 +11,7 @@ from torch import nn
 
 from ladet.engine.distributed import all_gather_objects, broadcast_object
 from ladet.engine.precision import Precision
+from ladet.engine.progress import progress_bar
 from ladet.structures import Batch, Detections
 
 
@@ -47,6 +48,9 @@ def evaluate(
     was_training = detector.training
     detector.eval()
     seen_image_ids: list[int] = []
+    progress = progress_bar(
+        total=images_in(loader), desc=f"evaluating {title}".strip(), disable=not is_main, unit="img"
+    )
     try:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
@@ -57,7 +61,9 @@ def evaluate(
             ]
             evaluator.add(list(batch.image_ids), detections)
             seen_image_ids.extend(int(image_id) for image_id in batch.image_ids)
+            progress.update(len(batch.image_ids))
     finally:
+        progress.close()
         detector.train(was_training)
     evaluator.gather()
     all_image_ids = [image_id for ids in all_gather_objects(seen_image_ids) for image_id in ids]
@@ -69,6 +75,18 @@ def evaluate(
         if print_table:
             print(_format_metrics(metrics, title), file=sys.stdout, flush=True)
     return broadcast_object(metrics)
+
+
+def images_in(loader: Iterable[Batch]) -> int | None:
+    """Images this rank's ``loader`` yields (its sampler's length), None when unknown."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    sampler = getattr(batch_sampler, "sampler", None)
+    for candidate in (sampler, getattr(loader, "dataset", None)):
+        try:
+            return len(cast(Any, candidate))
+        except TypeError:
+            continue
+    return None
 
 
 def _format_metrics(metrics: dict[str, Any], title: str) -> str:

@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ladet.engine.checkpointing import TrainingPosition
 from ladet.engine.distributed import DistributedContext, all_reduce_mean
 from ladet.engine.logging import RunLogger
 from ladet.engine.precision import Precision
+from ladet.engine.progress import progress_bar as tqdm  # tqdm on a terminal, plain lines in logs
 from ladet.engine.schedule import StepSchedule
 from ladet.structures import Batch
 
