@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +40,7 @@ from typing import Any
 import yaml
 
 from ladet.config.errors import ConfigError
-from ladet.config.schema import Config
+from ladet.config.schema import Config, TrainConfig
 from ladet.config.validation import validate_config
 
 __all__ = [
@@ -222,10 +223,47 @@ def _apply_overrides(
             nested = {part: nested}
         data = merge_config_dicts(data, nested)
         source = f"override '{text}'"
+        parts = key.split(".")
+        for length in range(1, len(parts)):  # a section the override created (a typo) is the override's
+            provenance.setdefault(".".join(parts[:length]), source)
         provenance[key] = source
         if isinstance(value, Mapping):
             _record_provenance(value, source, provenance, key + ".")
     return data
+
+
+def rescale_lr_steps(
+    file_data: Mapping[str, Any], data: dict[str, Any], override_keys: Sequence[str], provenance: Provenance
+) -> dict[str, Any]:
+    """``train.epochs=N`` given without ``train.lr_steps``: the file's steps are rescaled to N epochs.
+
+    Each step s of an E-epoch schedule becomes floor(s * N / E); steps outside [1, N) are dropped
+    (``train.epochs=1`` gives ``[]``, the 1x schedule's ``[8, 11]`` of 12 epochs gives ``[16, 22]``
+    for 24). Prints one note to stderr saying what was changed.
+    """
+    if "train.epochs" not in override_keys or "train.lr_steps" in override_keys:
+        return data
+    defaults = TrainConfig()
+    old_train, new_train = file_data.get("train", {}) or {}, data.get("train", {}) or {}
+    old_epochs = old_train.get("epochs", defaults.epochs)
+    new_epochs = new_train.get("epochs")
+    old_steps = old_train.get("lr_steps", defaults.lr_steps)
+    if not (isinstance(old_epochs, int) and isinstance(new_epochs, int) and isinstance(old_steps, list)):
+        return data  # wrong types: validation reports them
+    if not all(isinstance(step, int) for step in old_steps) or min(old_epochs, new_epochs) <= 0:
+        return data
+    if new_epochs == old_epochs:
+        return data
+    steps = sorted({step * new_epochs // old_epochs for step in old_steps} & set(range(1, new_epochs)))
+    if steps == old_steps:
+        return data
+    print(
+        f"ladet: note: train.epochs={new_epochs} without train.lr_steps: the config's lr_steps "
+        f"{old_steps} (for {old_epochs} epochs) become {steps} (give train.lr_steps=[...] to choose)",
+        file=sys.stderr,
+    )
+    provenance["train.lr_steps"] = f"rescaled to train.epochs={new_epochs}"
+    return merge_config_dicts(data, {"train": {"lr_steps": steps}})
 
 
 # ------------------------------------------------------------------------------ typed validation
@@ -415,7 +453,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raise ConfigError(f"config file not found: {path}")
     data, provenance = _load_file_tree(path, ())
     overrides = list(overrides)
+    file_data = data
     data = _apply_overrides(data, overrides, provenance)
+    data = rescale_lr_steps(file_data, data, [key for key, _ in parse_overrides(overrides)], provenance)
     config = _Builder(provenance, str(path)).build_dataclass(Config, data, Config(), "")
     source = str(path) + (f" (with overrides {overrides})" if overrides else "")
     validate_config(config, source, provenance)

@@ -45,12 +45,13 @@ from ladet.engine.precision import precision_policy
 from ladet.engine.resume import agree_on_resume_path, restore_on_every_rank
 from ladet.engine.schedule import StepSchedule, build_optimizer, scaled_learning_rate
 from ladet.engine.work_dir import prepare_fresh_work_dir
+from ladet.evaluation.metrics_json import dumps_strict, metrics_to_json
 
 TEACHER_METRICS_FILE = "teacher_metrics.json"
 
 
 def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, default=float), encoding="utf-8")
+    path.write_text(dumps_strict(value), encoding="utf-8")  # strict JSON: NaN -> null + reason
 
 
 def wrap_for_training(method: nn.Module, config: Config, context: DistributedContext) -> nn.Module:
@@ -143,7 +144,7 @@ def _teacher_metrics(
     metrics = run.evaluate(teacher, title="teacher")
     logger.log("teacher_eval", 0, _scalar_metrics(metrics))
     if run.context.is_main:
-        write_json(stored, metrics)
+        write_json(stored, metrics_to_json(metrics))
     return metrics
 
 
@@ -153,9 +154,9 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def _side_by_side(student: dict[str, Any], teacher: dict[str, Any]) -> str:
     keys = [key for key in ("AP", "AP50", "AP75", "APs", "APm", "APl") if key in student and key in teacher]
-    rows = [f"{'':8s}" + "".join(f"{key:>8s}" for key in keys)]
+    rows = [f"{'(AP %)':8s}" + "".join(f"{key:>8s}" for key in keys)]
     for name, metrics in (("student", student), ("teacher", teacher)):
-        rows.append(f"{name:8s}" + "".join(f"{float(metrics[key]):8.4f}" for key in keys))
+        rows.append(f"{name:8s}" + "".join(f"{100 * float(metrics[key]):8.2f}" for key in keys))
     return "\n".join(rows)
 
 
@@ -303,7 +304,7 @@ def _record_evaluation(
         return
     if teacher_metrics is not None:
         print(_side_by_side(metrics, teacher_metrics), flush=True)
-    report = {"epoch": epoch + 1, "iteration": position.global_iteration, "metrics": metrics}
+    report = {"epoch": epoch + 1, "iteration": position.global_iteration, "metrics": metrics_to_json(metrics)}
     if teacher_metrics is not None:
-        report["teacher_metrics"] = teacher_metrics
+        report["teacher_metrics"] = metrics_to_json(teacher_metrics)
     write_json(run.work_dir / f"metrics_epoch_{epoch + 1}.json", report)

@@ -64,6 +64,20 @@ def draw_tag(
     draw.text((x + padding, y + padding), text, fill=text_color_on(background), font=font)
 
 
+def draw_tag_at(
+    draw: ImageDraw.ImageDraw,
+    rectangle: tuple[float, float, float, float],
+    text: str,
+    background: RGB,
+    font: Font,
+    padding: int,
+) -> None:
+    """Draws ``text`` on a filled ``rectangle`` (x1, y1, x2, y2), ``padding`` pixels from its corner."""
+    x, y = rectangle[0], rectangle[1]
+    draw.rectangle(rectangle, fill=background)
+    draw.text((x + padding, y + padding), text, fill=text_color_on(background), font=font)
+
+
 def draw_text_lines(
     draw: ImageDraw.ImageDraw,
     origin: tuple[int, int],
