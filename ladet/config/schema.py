@@ -217,6 +217,8 @@ class TrainConfig:
     eval_interval: int = 1  # epochs; 0 = only at the end
     checkpoint_interval: int = 1  # epochs
     checkpoint_every_iters: int = 0  # also refresh latest.pth every N iterations (0 = off)
+    keep_checkpoints: int = 2  # epoch_N.pth files kept besides latest.pth (the newest; -1 = all)
+    export_weights: bool = False  # also write best_weights.pth / final_weights.pth (no optimizer state)
     log_interval: int = 20
     max_iters_per_epoch: int | None = None  # cap for smoke runs
     load_from: str | None = None  # initialise the model (not the optimiser) from a checkpoint

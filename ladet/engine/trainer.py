@@ -21,7 +21,6 @@ from ladet.engine.checkpointing import (
     TrainingPosition,
     build_training_state,
     load_initial_weights,
-    save_training_checkpoint,
     unwrap_model,
 )
 from ladet.engine.components import TrainingComponents
@@ -43,6 +42,12 @@ from ladet.engine.logging import RunLogger
 from ladet.engine.loop import EpochSettings, train_one_epoch
 from ladet.engine.precision import precision_policy
 from ladet.engine.resume import agree_on_resume_path, restore_on_every_rank
+from ladet.engine.run_folder import (
+    WeightsExporter,
+    prune_epoch_checkpoints,
+    remove_stale_temporary_files,
+    save_checkpoints,
+)
 from ladet.engine.schedule import StepSchedule, build_optimizer, scaled_learning_rate
 from ladet.engine.work_dir import prepare_fresh_work_dir
 from ladet.evaluation.metrics_json import dumps_strict, metrics_to_json
@@ -100,8 +105,8 @@ class _Run:
         state = build_training_state(
             model, optimizer, scaler, position, self.config_dict, rng_states_per_rank
         )
-        for name in names:
-            save_training_checkpoint(self.work_dir / name, state)
+        save_checkpoints(self.work_dir, state, names)  # one write, the other names hard-linked
+        prune_epoch_checkpoints(self.work_dir, self.config.train.keep_checkpoints)
 
     def val_loader(self) -> Any:
         if self._val_loader is None:
@@ -200,6 +205,7 @@ def train(
             print(f"moved the earlier run's files of {run.work_dir} to {moved}", flush=True)
     if context.is_main:
         run.work_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporary_files(run.work_dir)
         dump_config(config, run.work_dir / "config.yaml")
 
     method = run.components.build_method(config, context.device).to(context.device)
@@ -220,7 +226,9 @@ def train(
                 f"resumed from {resume_path} at epoch {position.epoch + 1}, iteration {position.global_iteration}"
             )
 
-    logger = RunLogger(run.work_dir, enabled=context.is_main)
+    # the logs tell this run's story: resumed, they are cut back to the resumed step; fresh, emptied
+    keep_until = position.global_iteration if resume_path is not None else -1
+    logger = RunLogger(run.work_dir, enabled=context.is_main, keep_until_step=keep_until)
     try:
         metrics = _run_epochs(run, model, optimizer, scaler, schedule, position, logger)
     finally:
@@ -242,6 +250,9 @@ def _run_epochs(
     method: Any = unwrap_model(model)  # a TrainingMethod (evaluation_detector, teacher_detector)
     teacher_metrics = _teacher_metrics(run, method, position.global_iteration == 0, logger)
     metrics: dict[str, Any] = {}
+    exporter = (
+        WeightsExporter(run.work_dir, config) if config.train.export_weights and context.is_main else None
+    )
     for epoch in range(position.epoch, config.train.epochs):
         start_batch = position.iteration_in_epoch if epoch == position.epoch else 0
         loader = run.components.build_train_loader(
@@ -284,6 +295,8 @@ def _run_epochs(
             broadcast_buffers(method)  # evaluate (and finish) with rank 0's BatchNorm statistics
             metrics = run.evaluate(method.evaluation_detector(), title=f"epoch {epoch + 1}")
             _record_evaluation(run, logger, epoch, position, metrics, teacher_metrics)
+            if exporter is not None and context.is_main:
+                exporter.after_evaluation(method.evaluation_detector(), metrics, epoch + 1, last_epoch)
     return metrics
 
 
