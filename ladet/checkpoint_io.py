@@ -52,11 +52,32 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - re-raised with the file name, in ladet's words
+        raise CheckpointError(unreadable_checkpoint_message(path, error)) from error
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict")
     return checkpoint
+
+
+def unreadable_checkpoint_message(path: Path, error: BaseException) -> str:
+    """Why ``path`` could not be loaded, without torch's advice to load it with weights_only=False
+    (which would let the file run code: ladet never does that)."""
+    from ladet.file_kinds import describe_file_kind, is_torch_save_file
+
+    if not is_torch_save_file(path):
+        return (
+            f"{path} is not a checkpoint: it is {describe_file_kind(path)}, not a file written by "
+            "torch.save (give a ladet training checkpoint, a `ladet export` file or a state dict)"
+        )
+    text = str(error)
+    if "weights_only" in text or "Unsupported global" in text or "WeightsUnpickler" in text:
+        return (
+            f"checkpoint {path} holds Python objects other than tensors and plain containers; ladet "
+            "reads checkpoints with weights_only=True and never runs code from a file. Re-save it as "
+            "a plain state dict: torch.save(model.state_dict(), path)"
+        )
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"cannot read checkpoint {path} (damaged or truncated?): {first_line}"
 
 
 def extract_network_state(

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import traceback
@@ -139,12 +140,25 @@ def _command_train(arguments: argparse.Namespace) -> int:
         config.seed = arguments.seed
     if arguments.deterministic:
         config.deterministic = True
+    work_dir_existed = Path(arguments.work_dir).exists()
     try:
         train(config, arguments.work_dir, arguments.resume, force=arguments.force)
+    except BaseException:
+        if not work_dir_existed:
+            remove_failed_work_dir(Path(arguments.work_dir))
+        raise
     finally:
         shutdown_distributed()
     _finish(arguments, describe_run_folder(Path(arguments.work_dir)))
     return 0
+
+
+def remove_failed_work_dir(work_dir: Path) -> bool:
+    """Deletes a work dir this command created when the run failed before any checkpoint (rank 0)."""
+    if int(os.environ.get("RANK", "0")) != 0 or not work_dir.is_dir() or any(work_dir.glob("*.pth")):
+        return False
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return True
 
 
 def describe_run_folder(work_dir: Path) -> str:

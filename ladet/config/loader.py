@@ -97,6 +97,10 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        from ladet.file_kinds import binary_text_error
+
+        raise ConfigError(binary_text_error(path, "config file", "a YAML text file")) from error
     data = _parse_yaml(text, str(path))
     if data is None:
         return {}

@@ -55,6 +55,10 @@ def load_coco_json(ann_file: str) -> dict[str, Any]:
         raise ValueError(f"annotation file {ann_file} does not exist") from error
     except json.JSONDecodeError as error:
         raise ValueError(f"annotation file {ann_file} is not valid JSON: {error}") from error
+    except UnicodeDecodeError as error:  # an image or other binary file given as annotations
+        from ladet.file_kinds import binary_text_error
+
+        raise ValueError(binary_text_error(ann_file, "annotation file", "a COCO JSON text file")) from error
     if not isinstance(data, dict):
         raise ValueError(f"annotation file {ann_file}: top level must be an object")
     for key in ("images", "annotations", "categories"):
