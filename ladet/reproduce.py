@@ -12,20 +12,28 @@
 5. draws detection pictures of the best student and one assignment picture of the LAD student.
 
 Budgets only change schedule/size settings, through config overrides passed to ``load_config``
-(the demo config files stay as they are). Finished runs are reused when the command is
-repeated with the same budget (``--force`` retrains).
+(the demo config files stay as they are). Each budget has its own folder (``--out``/BUDGET,
+e.g. ``runs/demo/small``): budgets never share runs. Repeating the command reuses finished runs,
+resumes an interrupted one from its ``latest.pth`` (``--resume auto``), and restarts a run whose
+settings changed; ``--force`` retrains everything. Runs keep ``latest.pth`` only
+(``train.keep_checkpoints=0``); see :data:`DISK_NOTE` for the disk a budget needs.
+
+Progress: every run's bars carry "run 2/4: baseline" and a line before each run gives the time
+spent and an estimate of the time left for the whole command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ladet.evaluation.metrics_json import dumps_strict, metrics_to_json
 from ladet.reproduce_table import TABLE_METRICS, build_rows, format_markdown_table, rows_to_json
 
 DEMO_DIR = Path("configs/demo")
@@ -38,6 +46,11 @@ STUDENT_CONFIGS: dict[str, Path] = {
 }
 TEACHER_DESCRIPTION = "PAA-R34 (demo)"
 RESULT_FILE = "reproduce_result.json"
+STARTED_FILE = "reproduce_started.json"  # the settings of a run in progress (to resume it)
+# what each budget leaves on disk (measured: a PAA-R34 teacher checkpoint with AdamW state is
+# ~270 MB, a PAA-R18 student's ~141 MB; only latest.pth is kept per run)
+DISK_NOTE = "about 0.7 GB per budget folder (teacher + 3 students), plus 30 MB of generated data"
+STUDENT_COST = 0.6  # a student iteration vs a teacher one, until a student has been timed
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ BUILTIN_SMALL_OVERRIDES = (
     "train.warmup_iters=100",
     "train.eval_interval=0",
     "train.checkpoint_interval=0",
+    "train.keep_checkpoints=0",
 )
 
 BUDGETS: dict[str, Budget] = {
@@ -84,6 +98,7 @@ BUDGETS: dict[str, Budget] = {
             "train.log_interval=1",
             "train.eval_interval=0",
             "train.checkpoint_interval=0",
+            "train.keep_checkpoints=0",
         ),
     ),
     # ~25 minutes on 2 idle CPU cores in total: 800 generated images of 128-160 px, a 12-epoch
@@ -165,35 +180,149 @@ def final_checkpoint(work_dir: Path) -> Path:
     return work_dir / "latest.pth"
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def reusable_metrics(work_dir: Path, key: dict[str, Any]) -> tuple[dict[str, Any], float] | None:
+    """(metrics, training seconds) of a run that finished with the settings ``key``, else None."""
+    record = _read_json(work_dir / RESULT_FILE)
+    if record is None or record.get("key") != key or not final_checkpoint(work_dir).is_file():
+        return None
+    return record["metrics"], float(record.get("train_seconds", 0.0))
+
+
 def train_or_reuse(
     config_path: Path, work_dir: Path, overrides: list[str], force: bool, device: str | None
 ) -> dict[str, Any]:
     """Trains one run with the real engine and returns its final metrics.
 
-    A run whose ``reproduce_result.json`` records the same config and overrides is reused.
+    A run whose ``reproduce_result.json`` records the same config and overrides is reused; an
+    interrupted run with the same settings (``reproduce_started.json``) is resumed from its
+    ``latest.pth``; a folder holding a run with other settings (or ``force``) is cleared first.
     """
     from ladet.config.loader import load_config
     from ladet.engine.trainer import train
 
-    record_path = work_dir / RESULT_FILE
     key = {"config": str(config_path), "overrides": overrides}
-    if not force and record_path.is_file() and final_checkpoint(work_dir).is_file():
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("key") == key:
-            print(f"[reproduce] reusing {work_dir} (finished earlier with the same settings)")
-            return record["metrics"]
+    finished = None if force else reusable_metrics(work_dir, key)
+    if finished is not None:
+        print(f"[reproduce] reusing {work_dir} (finished earlier with the same settings)")
+        return finished[0]
+    started_record = _read_json(work_dir / STARTED_FILE)
+    resume = None
+    if not force and started_record == {"key": key} and final_checkpoint(work_dir).is_file():
+        resume = "auto"
+        print(f"[reproduce] resuming the interrupted run in {work_dir}")
+    elif work_dir.exists():
+        reason = "--force" if force else "its settings changed" if started_record else "it is incomplete"
+        print(f"[reproduce] clearing {work_dir} ({reason})")
+        shutil.rmtree(work_dir)
     config = load_config(config_path, overrides)
     started = time.perf_counter()
-    print(f"[reproduce] training {config_path} -> {work_dir}")
-    metrics = train(config, work_dir, device=device)
+    print(f"[reproduce] training {config_path} -> {work_dir}", flush=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / STARTED_FILE).write_text(json.dumps({"key": key}), encoding="utf-8")
+    metrics = train(config, work_dir, resume=resume, device=device)
     seconds = time.perf_counter() - started
     if not metrics or any(name not in metrics for name in TABLE_METRICS):
         raise RuntimeError(f"training {config_path} in {work_dir} returned no final evaluation: {metrics}")
     work_dir.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(
-        json.dumps({"key": key, "metrics": metrics, "train_seconds": seconds}, indent=2), encoding="utf-8"
+    (work_dir / RESULT_FILE).write_text(
+        dumps_strict({"key": key, "metrics": metrics_to_json(metrics), "train_seconds": seconds}),
+        encoding="utf-8",
     )
     return metrics
+
+
+@dataclass
+class PlannedRun:
+    """One training run of the command, for the overall progress line."""
+
+    name: str  # "teacher", "baseline", ...
+    config_path: Path
+    work_dir: Path
+    overrides: list[str]
+    iterations: int  # epochs x iterations per epoch
+
+
+def planned_iterations(config_path: Path, overrides: list[str], num_train: int) -> int:
+    """Optimiser steps of one run: epochs x iterations per epoch (one process)."""
+    from ladet.config.loader import load_config
+
+    config = load_config(config_path, overrides)
+    per_epoch = -(-num_train // config.data.images_per_gpu)
+    if config.train.max_iters_per_epoch is not None:
+        per_epoch = min(per_epoch, config.train.max_iters_per_epoch)
+    return config.train.epochs * per_epoch
+
+
+class OverallProgress:
+    """ "run 2/4: baseline" prefixes and an estimate of the time left, from the runs timed so far."""
+
+    def __init__(self, runs: list[PlannedRun]) -> None:
+        self.runs = runs
+        self.started = time.perf_counter()
+        self.seconds_per_iteration: dict[str, float] = {}
+
+    def rate(self, name: str) -> float | None:
+        if name in self.seconds_per_iteration:
+            return self.seconds_per_iteration[name]
+        students = [rate for key, rate in self.seconds_per_iteration.items() if key != "teacher"]
+        if name != "teacher" and students:
+            return max(students)  # distilled students also run the teacher: the dearer estimate
+        if name != "teacher" and "teacher" in self.seconds_per_iteration:
+            return self.seconds_per_iteration["teacher"] * STUDENT_COST
+        return None
+
+    def seconds_left(self, index: int) -> float | None:
+        """Estimated seconds for runs ``index`` and later (None until a run was timed)."""
+        total = 0.0
+        for run in self.runs[index:]:
+            rate = self.rate(run.name)
+            if rate is None:
+                return None
+            total += rate * run.iterations
+        return total
+
+    def begin(self, index: int) -> None:
+        from ladet.engine.progress import format_seconds, set_progress_prefix
+
+        run = self.runs[index]
+        label = f"run {index + 1}/{len(self.runs)}: {run.name}"
+        set_progress_prefix(label)
+        left = self.seconds_left(index)
+        eta = f", ETA of the whole command ≈ {format_seconds(left)}" if left is not None else ""
+        print(
+            f"[reproduce] {label} ({run.iterations} iterations) -> {run.work_dir}; "
+            f"{format_seconds(time.perf_counter() - self.started)} elapsed{eta}",
+            flush=True,
+        )
+
+    def end(self, index: int, seconds: float) -> None:
+        from ladet.engine.progress import set_progress_prefix
+
+        run = self.runs[index]
+        if seconds > 0 and run.iterations > 0:
+            self.seconds_per_iteration[run.name] = seconds / run.iterations
+        set_progress_prefix("")
+
+    def run(self, index: int, force: bool, device: str | None) -> dict[str, Any]:
+        """Trains (or reuses) run ``index`` with the progress lines around it."""
+        run = self.runs[index]
+        self.begin(index)
+        key = {"config": str(run.config_path), "overrides": run.overrides}
+        finished = None if force else reusable_metrics(run.work_dir, key)
+        started = time.perf_counter()
+        try:
+            metrics = train_or_reuse(run.config_path, run.work_dir, run.overrides, force, device)
+        finally:
+            self.end(index, finished[1] if finished is not None else time.perf_counter() - started)
+        return metrics
 
 
 def draw_pictures(
@@ -216,7 +345,7 @@ def draw_pictures(
     from ladet.data.collate import collate
     from ladet.data.transforms import prepare_image_for_inference
     from ladet.methods import build_method
-    from ladet.vis.detections import draw_detections
+    from ladet.vis.detections import DEFAULT_MAX_DRAWN, DEFAULT_SCORE_THRESHOLD, draw_detections, model_name
     from ladet.vis.visualize_assign import load_method_weights, visualize_assignments
 
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -234,7 +363,14 @@ def draw_pictures(
             detections = detector.predict(batch.to(target))[0]
         with Image.open(image_path) as opened:
             picture = draw_detections(
-                opened.convert("RGB"), detections, class_names, score_threshold=0.3, min_display_side=512
+                opened.convert("RGB"),
+                detections,
+                class_names,
+                score_threshold=DEFAULT_SCORE_THRESHOLD,
+                min_display_side=512,
+                max_drawn=DEFAULT_MAX_DRAWN,
+                caption=True,
+                model=model_name(config_path, checkpoint),
             )
         path = out_dir / f"{image_path.stem}_detections.png"
         picture.save(path)
@@ -258,7 +394,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Train a teacher and baseline / LAD / SoLAD (/ KD) students on the built-in dataset "
         "and print a miniature paper Table 2.",
     )
-    parser.add_argument("--out", default="runs/demo", help="output folder (runs, table, pictures)")
+    parser.add_argument(
+        "--out",
+        default="runs/demo",
+        help="output folder; each budget writes into OUT/BUDGET (runs, table, pictures)",
+    )
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="schedule/size preset")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help="student seeds (mean ± std if several)"
@@ -271,7 +411,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="students to train (the teacher is always trained)",
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--force", action="store_true", help="retrain runs that finished earlier")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain runs that finished earlier (interrupted runs resume without it)",
+    )
     parser.add_argument(
         "--pictures", type=int, default=3, help="detection pictures of the best student (0: none)"
     )
@@ -283,35 +427,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     started = time.perf_counter()
     budget = BUDGETS[arguments.budget]
-    out_dir = Path(arguments.out)
+    out_dir = Path(arguments.out) / budget.name  # one folder per budget: budgets never mix
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in [TEACHER_CONFIG, *(STUDENT_CONFIGS[name] for name in arguments.methods)]:
         if not path.is_file():
             raise SystemExit(f"config {path} not found: run from the repository root")
+    print(f"[reproduce] budget {budget.name} in {out_dir} (disk: {DISK_NOTE})", flush=True)
     paths = ensure_dataset(budget, out_dir)
 
     teacher_dir = out_dir / "teacher"
-    teacher_seed = arguments.seeds[0]
-    teacher_overrides = run_overrides(budget, paths, teacher_seed, None, is_teacher=True)
-    teacher_metrics = train_or_reuse(
-        TEACHER_CONFIG, teacher_dir, teacher_overrides, arguments.force, arguments.device
-    )
     teacher_checkpoint = final_checkpoint(teacher_dir)
+    plan = [
+        PlannedRun(
+            "teacher",
+            TEACHER_CONFIG,
+            teacher_dir,
+            teacher_overrides := run_overrides(budget, paths, arguments.seeds[0], None, is_teacher=True),
+            planned_iterations(TEACHER_CONFIG, teacher_overrides, budget.num_train),
+        )
+    ]
+    for method in arguments.methods:
+        for seed in arguments.seeds:
+            checkpoint = teacher_checkpoint if method != "baseline" else None
+            overrides = run_overrides(budget, paths, seed, checkpoint, is_teacher=False)
+            plan.append(
+                PlannedRun(
+                    method,
+                    STUDENT_CONFIGS[method],
+                    out_dir / f"{method}_seed{seed}",
+                    overrides,
+                    planned_iterations(STUDENT_CONFIGS[method], overrides, budget.num_train),
+                )
+            )
+    progress = OverallProgress(plan)
+    teacher_metrics = progress.run(0, arguments.force, arguments.device)
 
     results: dict[str, list[dict[str, Any]]] = {}
     run_dirs: dict[str, list[Path]] = {}
     student_overrides: dict[str, list[str]] = {}
-    for method in arguments.methods:
-        for seed in arguments.seeds:
-            work_dir = out_dir / f"{method}_seed{seed}"
-            checkpoint = teacher_checkpoint if method != "baseline" else None
-            overrides = run_overrides(budget, paths, seed, checkpoint, is_teacher=False)
-            metrics = train_or_reuse(
-                STUDENT_CONFIGS[method], work_dir, overrides, arguments.force, arguments.device
-            )
-            results.setdefault(method, []).append(metrics)
-            run_dirs.setdefault(method, []).append(work_dir)
-            student_overrides.setdefault(method, overrides)
+    for index, run in enumerate(plan[1:], start=1):
+        metrics = progress.run(index, arguments.force, arguments.device)
+        results.setdefault(run.name, []).append(metrics)
+        run_dirs.setdefault(run.name, []).append(run.work_dir)
+        student_overrides.setdefault(run.name, run.overrides)
 
     table_results = {"teacher": [teacher_metrics], **results}
     teachers = {method: ("" if method == "baseline" else TEACHER_DESCRIPTION) for method in results}
@@ -320,13 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if row.method == "teacher":
             row.delta_ap = None
     markdown = format_markdown_table(rows)
-    wall_seconds = time.perf_counter() - started
     heading = (
         f"Miniature Table 2 on the built-in dataset (budget {budget.name}, seeds {arguments.seeds}, "
         f"COCO AP in %, mean ± sample std over seeds; ΔAP vs the baseline, seed by seed)."
-    )
-    (out_dir / "table2.md").write_text(
-        f"{heading}\n\n{markdown}\n\nWall time: {wall_seconds:.0f} s\n", encoding="utf-8"
     )
     print("\n" + heading + "\n\n" + markdown + "\n", flush=True)
 
@@ -354,19 +508,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         pictures = [str(path) for path in written]
         print(f"[reproduce] pictures of the best student ({best}): {out_dir / 'pictures'}")
-    wall_seconds = time.perf_counter() - started
+    wall_seconds = time.perf_counter() - started  # the whole command, pictures included
+    (out_dir / "table2.md").write_text(
+        f"{heading}\n\n{markdown}\n\nWall time of the whole command: {wall_seconds:.0f} s\n", encoding="utf-8"
+    )
     document = {
         "budget": budget.name,
         "seeds": arguments.seeds,
         "wall_seconds": wall_seconds,
+        "metric_units": "fraction (metrics); the table rows are in percent",
         "teacher": {
             "config": str(TEACHER_CONFIG),
             "checkpoint": str(teacher_checkpoint),
-            "metrics": teacher_metrics,
+            "metrics": metrics_to_json(teacher_metrics),
         },
         "runs": {
             method: [
-                {"seed": seed, "work_dir": str(path), "metrics": metrics}
+                {"seed": seed, "work_dir": str(path), "metrics": metrics_to_json(metrics)}
                 for seed, path, metrics in zip(
                     arguments.seeds, run_dirs[method], results[method], strict=True
                 )
@@ -376,9 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "table": rows_to_json(rows),
         "pictures": pictures,
     }
-    (out_dir / "table2.json").write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+    (out_dir / "table2.json").write_text(dumps_strict(document), encoding="utf-8")
     print(
-        f"[reproduce] wrote {out_dir / 'table2.md'} and {out_dir / 'table2.json'} ({wall_seconds:.0f} s in total)"
+        f"[reproduce] wrote {out_dir / 'table2.md'}, {out_dir / 'table2.json'} and "
+        f"{len(pictures)} picture(s) in {out_dir / 'pictures'} ({wall_seconds:.0f} s in total)"
     )
     return 0
 

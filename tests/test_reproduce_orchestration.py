@@ -47,8 +47,9 @@ def test_trains_teacher_once_then_every_student_per_seed(
     calls: list[tuple[Config, Path]] = []
     monkeypatch.setattr(ladet.engine.trainer, "train", _fake_train(calls))
     monkeypatch.chdir(REPOSITORY)
-    out = tmp_path / "demo"
-    assert main(["--out", str(out), "--budget", "smoke", "--seeds", "0", "1", "--pictures", "0"]) == 0
+    demo = tmp_path / "demo"
+    out = demo / "smoke"  # one folder per budget
+    assert main(["--out", str(demo), "--budget", "smoke", "--seeds", "0", "1", "--pictures", "0"]) == 0
 
     names = [work_dir.name for _, work_dir in calls]
     assert names == [
@@ -84,13 +85,13 @@ def test_trains_teacher_once_then_every_student_per_seed(
 
     # a second call reuses the finished runs; --force retrains them
     calls.clear()
-    assert main(["--out", str(out), "--budget", "smoke", "--seeds", "0", "1", "--pictures", "0"]) == 0
+    assert main(["--out", str(demo), "--budget", "smoke", "--seeds", "0", "1", "--pictures", "0"]) == 0
     assert calls == []
     assert (
         main(
             [
                 "--out",
-                str(out),
+                str(demo),
                 "--budget",
                 "smoke",
                 "--seeds",
@@ -114,3 +115,63 @@ def test_engine_without_final_evaluation_is_an_error(tmp_path: Path, monkeypatch
         main(
             ["--out", str(tmp_path / "demo"), "--budget", "smoke", "--methods", "baseline", "--pictures", "0"]
         )
+
+
+def test_interrupted_run_resumes_and_changed_settings_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[tuple[Config, Path]] = []
+    resumes: list[Any] = []
+    fake = _fake_train(calls)
+
+    def interrupted_baseline(config: Config, work_dir: str | Path, resume: Any = None, **kwargs: Any) -> Any:
+        resumes.append(resume)
+        if Path(work_dir).name == "baseline_seed0" and len(resumes) == 2:  # killed mid-run
+            Path(work_dir, "latest.pth").write_bytes(b"partial")
+            raise KeyboardInterrupt
+        return fake(config, work_dir, resume)
+
+    monkeypatch.setattr(ladet.engine.trainer, "train", interrupted_baseline)
+    monkeypatch.chdir(REPOSITORY)
+    demo = tmp_path / "demo"
+    arguments = ["--out", str(demo), "--budget", "smoke", "--methods", "baseline", "--pictures", "0"]
+    with pytest.raises(KeyboardInterrupt):
+        main(arguments)
+    assert main(arguments) == 0
+    # teacher fresh, baseline killed, then: teacher reused, baseline resumed from its latest.pth
+    assert resumes == [None, None, "auto"]
+    out = capsys.readouterr().out
+    assert "[reproduce] run 2/2: baseline (2 iterations)" in out and "ETA of the whole command" in out
+    assert "resuming the interrupted run" in out
+    # finished runs are reused; changed settings clear the run's folder and restart it
+    assert main(arguments) == 0 and len(resumes) == 3
+    (demo / "smoke" / "baseline_seed0" / "stale.txt").write_text("old")
+    started = demo / "smoke" / "baseline_seed0" / "reproduce_started.json"
+    started.write_text(json.dumps({"key": {"config": "other.yaml", "overrides": []}}))
+    (demo / "smoke" / "baseline_seed0" / "reproduce_result.json").unlink()
+    resumes.clear()
+    assert main(arguments) == 0
+    assert resumes == [None]  # the teacher is reused; the baseline starts over
+    assert not (demo / "smoke" / "baseline_seed0" / "stale.txt").exists()
+    assert "clearing" in capsys.readouterr().out
+
+
+def test_table_files_are_strict_and_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Config, Path]] = []
+    fake = _fake_train(calls)
+
+    def with_nan(config: Config, work_dir: str | Path, resume: Any = None, **kwargs: Any) -> Any:
+        metrics = fake(config, work_dir, resume)
+        metrics["per_class_AP"] = {"ring": float("nan")}
+        return metrics
+
+    monkeypatch.setattr(ladet.engine.trainer, "train", with_nan)
+    monkeypatch.chdir(REPOSITORY)
+    demo = tmp_path / "demo"
+    assert main(["--out", str(demo), "--budget", "smoke", "--methods", "baseline", "--pictures", "0"]) == 0
+    text = (demo / "smoke" / "table2.json").read_text(encoding="utf-8")
+    assert "NaN" not in text
+    document = json.loads(text)
+    assert document["teacher"]["metrics"]["per_class_AP"] == {"ring": None}
+    assert document["teacher"]["metrics"]["null_reasons"]["per_class_AP.ring"].startswith("no ground truth")
+    assert "Wall time of the whole command:" in (demo / "smoke" / "table2.md").read_text(encoding="utf-8")

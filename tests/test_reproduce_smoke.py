@@ -15,8 +15,8 @@ from ladet.reproduce import main
 @pytest.mark.slow
 def test_smoke_budget_trains_teacher_and_students_and_writes_the_table(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    out = tmp_path / "demo"
-    assert main(["--out", str(out), "--budget", "smoke"]) == 0
+    assert main(["--out", str(tmp_path / "demo"), "--budget", "smoke"]) == 0
+    out = tmp_path / "demo" / "smoke"  # one folder per budget
     table = json.loads((out / "table2.json").read_text())
     text = (out / "table2.md").read_text()
     for name in ("Baseline", "LAD", "SoLAD", "Teacher"):
