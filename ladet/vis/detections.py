@@ -138,9 +138,7 @@ def draw_detections(
     keep = scores >= score_threshold
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     num_kept = int(boxes.shape[0])
-    best_first = torch.argsort(scores, descending=True, stable=True)
-    if max_drawn is not None:
-        best_first = best_first[: max(0, max_drawn)]
+    best_first = select_drawn(scores, max_drawn)
     draw = ImageDraw.Draw(canvas)
     font = load_font(font_size_for(width, height, fraction=0.03))
     line_width = line_width_for(width, height)
@@ -163,13 +161,23 @@ def draw_detections(
         if place is not None:
             draw_tag_at(draw, place, texts[index], colors[index], font, paddings[index])
     if caption:
-        text = f"{num_kept} detection{'s' if num_kept != 1 else ''} ≥ {score_threshold:.2f}"
-        if len(box_list) < num_kept:
-            text += f" · best {len(box_list)} drawn"
-        if model:
-            text += f" · model: {model}"
+        text = caption_text(num_kept, len(box_list), score_threshold, model)
         canvas = add_caption(canvas, text, load_font(font_size_for(width, height, fraction=0.028)))
     return canvas
+
+
+def select_drawn(scores: torch.Tensor, max_drawn: int | None) -> torch.Tensor:
+    """Indices of the boxes to draw, best first: all of ``scores`` [D], or the ``max_drawn`` best."""
+    best_first = torch.argsort(scores, descending=True, stable=True)
+    return best_first if max_drawn is None else best_first[: max(0, max_drawn)]
+
+
+def caption_text(num_kept: int, num_drawn: int, score_threshold: float, model: str = "") -> str:
+    """ "12 detections ≥ 0.30 · best 10 drawn · model: NAME" (the middle part only when capped)."""
+    text = f"{num_kept} detection{'s' if num_kept != 1 else ''} ≥ {score_threshold:.2f}"
+    if num_drawn < num_kept:
+        text += f" · best {num_drawn} drawn"
+    return text + (f" · model: {model}" if model else "")
 
 
 def add_caption(picture: Image.Image, text: str, font: Font) -> Image.Image:
