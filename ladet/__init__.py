@@ -5,7 +5,7 @@ The small public API (imported lazily so that ``import ladet`` stays cheap)::
     from ladet import load_config, build_detector, build_method, train, Predictor
 
     config = load_config("configs/demo/paa_r18_fpn_1x8_builtin_demo.yaml", ["train.epochs=1"])
-    predictor = Predictor.from_checkpoint(config, "runs/demo/student/latest.pth")
+    predictor = Predictor.from_checkpoint(config, "runs/demo/small/baseline_seed0/latest.pth")
     detections = predictor("photo.jpg")          # list of Detections (boxes, scores, labels)
 """
 

@@ -2,7 +2,7 @@
 
 Example::
 
-    predictor = Predictor.from_checkpoint("configs/demo/paa_r18.yaml", "runs/demo/latest.pth")
+    predictor = Predictor.from_checkpoint("configs/demo/paa_r18_fpn_1x8_builtin_demo.yaml", "runs/demo/small/baseline_seed0/latest.pth")
     detections = predictor(["a.jpg", "b.png"])  # one Detections per image, original frame
     print(predictor.class_names[int(detections[0].labels[0])], detections[0].scores[0])
 

@@ -58,7 +58,11 @@ __all__ = [
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+# the checkout holding configs/ (the same with the package at the root or under src/)
+REPOSITORY_ROOT = next(
+    (folder for folder in Path(__file__).resolve().parents if (folder / "configs").is_dir()),
+    Path(__file__).resolve().parents[2],
+)
 
 # Provenance: dotted key -> where its value was written (a file path or an override string).
 Provenance = dict[str, str]
