@@ -50,7 +50,10 @@ STARTED_FILE = "reproduce_started.json"  # the settings of a run in progress (to
 # what each budget leaves on disk (measured: a PAA-R34 teacher checkpoint with AdamW state is
 # ~270 MB, a PAA-R18 student's ~141 MB; only latest.pth is kept per run)
 DISK_NOTE = "about 0.7 GB per budget folder (teacher + 3 students), plus 30 MB of generated data"
-STUDENT_COST = 0.6  # a student iteration vs a teacher one, until a student has been timed
+# a student iteration vs a teacher one (small budget, 2 cores: R18 baseline ~0.4x; distilled
+# students also run the teacher's forward, ~0.8x), used until that student has been timed
+STUDENT_COST = {"baseline": 0.45}
+DISTILLED_STUDENT_COST = 0.8
 
 
 @dataclass(frozen=True)
@@ -272,12 +275,16 @@ class OverallProgress:
     def rate(self, name: str) -> float | None:
         if name in self.seconds_per_iteration:
             return self.seconds_per_iteration[name]
-        students = [rate for key, rate in self.seconds_per_iteration.items() if key != "teacher"]
-        if name != "teacher" and students:
-            return max(students)  # distilled students also run the teacher: the dearer estimate
-        if name != "teacher" and "teacher" in self.seconds_per_iteration:
-            return self.seconds_per_iteration["teacher"] * STUDENT_COST
-        return None
+        teacher = self.seconds_per_iteration.get("teacher")
+        if name == "teacher" or teacher is None:
+            return None
+        estimate = teacher * STUDENT_COST.get(name, DISTILLED_STUDENT_COST)
+        if name != "baseline":  # never below a distilled student already timed
+            timed = [
+                rate for key, rate in self.seconds_per_iteration.items() if key not in ("teacher", "baseline")
+            ]
+            estimate = max([estimate, *timed])
+        return estimate
 
     def seconds_left(self, index: int) -> float | None:
         """Estimated seconds for runs ``index`` and later (None until a run was timed)."""

@@ -35,7 +35,7 @@ def test_plain_lines_without_carriage_returns() -> None:
     text = stream.getvalue()
     assert "\r" not in text
     lines = text.splitlines()
-    assert len(lines) == 5  # 4 updates + the closing line
+    assert len(lines) == 4  # one per update; the closing line is not repeated
     assert lines[0].startswith("evaluating: 1/4 img (25%)")
     assert "ETA" in lines[2] and "3/4 img (75%)" in lines[2]
     assert lines[-1].startswith("evaluating: 4/4 img (100%)") and "ETA" not in lines[-1]

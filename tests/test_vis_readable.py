@@ -60,7 +60,6 @@ def test_caption_strip_is_added_below_the_picture() -> None:
         torch.linspace(0.9, 0.4, 30),
         torch.zeros(30, dtype=torch.long),
     )
-    plain = draw_detections(image, detections, ["a"], score_threshold=0.3)
     drawn = draw_detections(
         image, detections, ["a"], score_threshold=0.3, max_drawn=5, caption=True, model="m"
     )

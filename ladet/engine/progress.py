@@ -93,6 +93,7 @@ class PlainProgress:
         self.file = file
         self.postfix = ""
         self.started = self.last_line = time.perf_counter()
+        self.printed_n: int | None = None  # the count of the last printed line
         self.closed = False
 
     def set_postfix(self, values: dict[str, Any] | None = None, refresh: bool = True, **kwargs: Any) -> None:
@@ -128,12 +129,13 @@ class PlainProgress:
     def _print_line(self, now: float) -> None:
         print(self.line(now), file=self.file if self.file is not None else sys.stderr, flush=True)
         self.last_line = now
+        self.printed_n = self.n
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if not self.disable and self.n > self.initial:
+        if not self.disable and self.n > self.initial and self.printed_n != self.n:
             self._print_line(time.perf_counter())
 
     def __enter__(self) -> PlainProgress:
