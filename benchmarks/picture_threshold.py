@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("image_dir")
     parser.add_argument("--images", type=int, default=60)
     parser.add_argument("--caps", type=int, nargs="+", default=[100, 20, 10])
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6]
+    )
     arguments, overrides = parser.parse_known_args()
     arguments.overrides = overrides
     torch.set_num_threads(1)
@@ -48,7 +51,7 @@ def main() -> None:
     objects = sum(count for _, _, count in per_image) / len(per_image)
     print(f"images={len(per_image)} objects_per_image={objects:.1f}")
     for cap in arguments.caps:
-        for threshold in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+        for threshold in arguments.thresholds:
             drawn = correct_drawn = at_cap = 0
             for scores, correct, _ in per_image:  # scores are sorted, highest first
                 keep = (scores >= threshold).nonzero().flatten()[:cap]

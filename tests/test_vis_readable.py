@@ -43,10 +43,10 @@ def test_select_drawn_keeps_the_best() -> None:
 
 def test_caption_names_count_threshold_and_model() -> None:
     assert caption_text(0, 0, 0.3, "paa_r18 (baseline_seed0/latest.pth)") == (
-        "0 detections ≥ 0.30 · model: paa_r18 (baseline_seed0/latest.pth)"
+        "0 detections >= 0.30\nmodel: paa_r18 (baseline_seed0/latest.pth)"
     )
-    assert caption_text(25, 10, 0.05) == "25 detections ≥ 0.05 · best 10 drawn"
-    assert caption_text(1, 1, 0.5) == "1 detection ≥ 0.50"
+    assert caption_text(25, 10, 0.05) == "25 detections >= 0.05, best 10 drawn"
+    assert caption_text(1, 1, 0.5) == "1 detection >= 0.50"
     assert (
         model_name("configs/demo/x.yaml", "runs/demo/small/lad_seed0/latest.pth")
         == "x (lad_seed0/latest.pth)"

@@ -3,7 +3,7 @@
 Readability rules (the defaults were chosen by measurement, see ``DEFAULT_SCORE_THRESHOLD``):
 at most ``max_drawn`` boxes per picture (the best ones), tags that never overlap each other
 (a tag that finds no free place is left out, its box is still drawn) and, on request, a caption
-strip under the picture: "7 detections ≥ 0.40 · 7 drawn · model: NAME".
+strip under the picture: "7 detections >= 0.40" and "model: NAME".
 """
 
 from __future__ import annotations
@@ -173,21 +173,33 @@ def select_drawn(scores: torch.Tensor, max_drawn: int | None) -> torch.Tensor:
 
 
 def caption_text(num_kept: int, num_drawn: int, score_threshold: float, model: str = "") -> str:
-    """ "12 detections ≥ 0.30 · best 10 drawn · model: NAME" (the middle part only when capped)."""
-    text = f"{num_kept} detection{'s' if num_kept != 1 else ''} ≥ {score_threshold:.2f}"
+    """``12 detections >= 0.30, best 10 drawn`` and ``model: NAME`` on a second line.
+
+    The "best N drawn" part only when capped. ASCII only: PIL's built-in font has no "≥" glyph.
+    """
+    text = f"{num_kept} detection{'s' if num_kept != 1 else ''} >= {score_threshold:.2f}"
     if num_drawn < num_kept:
-        text += f" · best {num_drawn} drawn"
-    return text + (f" · model: {model}" if model else "")
+        text += f", best {num_drawn} drawn"
+    return text + (f"\nmodel: {model}" if model else "")
 
 
 def add_caption(picture: Image.Image, text: str, font: Font) -> Image.Image:
-    """``picture`` with a white strip below it holding ``text`` (shortened with … to fit)."""
+    """``picture`` with a white strip below it holding the lines of ``text`` (each shortened
+    with "..." to fit the width)."""
     scratch = ImageDraw.Draw(picture)
     _, line_height = text_size(scratch, "Ag", font)
     margin = max(4, line_height // 2)
-    while len(text) > 8 and text_size(scratch, text, font)[0] > picture.width - 2 * margin:
-        text = text[:-2] + "…"
-    result = Image.new("RGB", (picture.width, picture.height + line_height + 2 * margin), (255, 255, 255))
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        while len(line) > 8 and text_size(scratch, line, font)[0] > picture.width - 2 * margin:
+            line = line[:-4] + "..."
+        lines[index] = line
+    step = round(line_height * 1.3)
+    result = Image.new(
+        "RGB", (picture.width, picture.height + step * len(lines) + 2 * margin), (255, 255, 255)
+    )
     result.paste(picture, (0, 0))
-    ImageDraw.Draw(result).text((margin, picture.height + margin), text, fill=(0, 0, 0), font=font)
+    draw = ImageDraw.Draw(result)
+    for index, line in enumerate(lines):
+        draw.text((margin, picture.height + margin + index * step), line, fill=(0, 0, 0), font=font)
     return result
