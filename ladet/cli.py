@@ -401,6 +401,8 @@ def _add_check_data(commands: Any) -> None:
 
 
 def _add_predict(commands: Any) -> None:
+    from ladet.vis.detections import DEFAULT_MAX_DRAWN, DEFAULT_SCORE_THRESHOLD
+
     predict = _subparser(
         commands,
         "predict",
@@ -422,13 +424,13 @@ def _add_predict(commands: Any) -> None:
         "--score-threshold",
         type=float,
         default=None,
-        help="lowest score kept in pictures and results.json (default: ladet.vis.detections.DEFAULT_SCORE_THRESHOLD)",
+        help=f"lowest score kept in pictures and results.json (default {DEFAULT_SCORE_THRESHOLD})",
     )
     predict.add_argument(
         "--max-drawn",
         type=int,
         default=None,
-        help="at most this many boxes drawn per picture, the best first (default: DEFAULT_MAX_DRAWN)",
+        help=f"at most this many boxes drawn per picture, the best first (default {DEFAULT_MAX_DRAWN})",
     )
     predict.add_argument("--device", default="cpu", help="cpu or cuda")
     _overrides(predict, "", positional=False)
