@@ -102,5 +102,5 @@ def test_builtin_dataset_base_matches_the_generated_classes() -> None:
     for path in sorted((CONFIG_DIR / "demo").glob("*.yaml")):
         demo = load_config(path)
         assert demo.model.num_classes == len(SHAPE_NAMES), relative(path)
-        assert demo.data.train.ann_file == "data/builtin/annotations/train.json"
+        assert demo.data.train.ann_file == "data/builtin_small/annotations/train.json"  # the main job's data
         assert demo.model.backbone.weights is None, relative(path)  # no download in the demo
