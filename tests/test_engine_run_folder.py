@@ -128,3 +128,20 @@ def test_nan_becomes_null_with_a_reason() -> None:
         "run.loss": "not a finite number (inf)"
     }
     assert math.isnan(metrics["per_class_AP"]["ring"])  # the input is not modified
+
+
+def test_screen_tables_show_percent_and_na() -> None:
+    from ladet.engine.trainer import _side_by_side
+    from ladet.evaluation.coco import METRIC_NAMES, format_table
+
+    metrics = dict.fromkeys(METRIC_NAMES, 0.0004) | {
+        "AP": 0.0421,
+        "APl": -1.0,
+        "per_class_AP": {"ring": math.nan},
+    }
+    lines = format_table(metrics).splitlines()
+    assert lines[1].split()[:1] == ["4.21"] and lines[1].split()[5] == "n/a"
+    assert lines[-1].split() == ["ring", "n/a"]
+    table = _side_by_side({"AP": 0.0004, "AP50": 0.5}, {"AP": 0.075, "AP50": 0.129})
+    assert table.splitlines()[1].split() == ["student", "0.04", "50.00"]  # percent, not 0.0004
+    assert table.splitlines()[2].split() == ["teacher", "7.50", "12.90"]

@@ -302,14 +302,19 @@ def build_dataset_evaluator(config: Any, dataset: Any) -> CocoEvaluator:
     )
 
 
+def _percent(value: float) -> str:
+    """A fraction as percent, width 6; COCO's -1 (no ground truth in that range) and NaN as n/a."""
+    return f"{100 * value:6.2f}" if value >= 0 else f"{'n/a':>6}"
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A fixed-width text table of the 12 COCO numbers (in %) and the per-class AP."""
     lines = ["  ".join(f"{name:>6}" for name in METRIC_NAMES)]
-    lines.append("  ".join(f"{100 * float(metrics[name]):6.2f}" for name in METRIC_NAMES))
+    lines.append("  ".join(_percent(float(metrics[name])) for name in METRIC_NAMES))
     per_class = metrics.get("per_class_AP", {})
     if per_class:
         width = max(len(name) for name in per_class)
         lines.append("")
         lines.append(f"{'class':<{width}}  AP")
-        lines.extend(f"{name:<{width}}  {100 * value:6.2f}" for name, value in per_class.items())
+        lines.extend(f"{name:<{width}}  {_percent(value)}" for name, value in per_class.items())
     return "\n".join(lines)
