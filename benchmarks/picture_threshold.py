@@ -46,7 +46,11 @@ def main() -> None:
         gt_labels = torch.as_tensor(record.labels, dtype=torch.long).reshape(-1)
         iou = box_iou(detections.boxes, gt_boxes) if len(gt_boxes) else torch.zeros(len(detections.boxes), 0)
         same_class = detections.labels[:, None] == gt_labels[None, :]  # [D, G]
-        correct = ((iou >= 0.5) & same_class).any(dim=1) if len(gt_boxes) else torch.zeros(len(iou), dtype=torch.bool)
+        correct = (
+            ((iou >= 0.5) & same_class).any(dim=1)
+            if len(gt_boxes)
+            else torch.zeros(len(iou), dtype=torch.bool)
+        )
         per_image.append((detections.scores, correct, len(gt_boxes)))
     objects = sum(count for _, _, count in per_image) / len(per_image)
     print(f"images={len(per_image)} objects_per_image={objects:.1f}")
