@@ -58,7 +58,8 @@ def test_resume_cuts_log_and_tensorboard_back_to_the_resumed_step(tmp_path) -> N
 
 def test_a_fresh_run_in_a_used_folder_starts_with_empty_logs(tmp_path) -> None:
     train(tiny_config(epochs=1), tmp_path, components=fake_components())
-    train(tiny_config(epochs=1), tmp_path, components=fake_components())
+    # --force: the earlier run's files go to previous_<time>/; the new logs hold this run only
+    train(tiny_config(epochs=1), tmp_path, components=fake_components(), force=True)
     assert [r["step"] for r in read_log(tmp_path / "log.jsonl") if r["type"] == "train"] == list(range(1, 7))
     assert len(_event_files(tmp_path / "tensorboard")) == 1
     assert _scalar_steps(tmp_path / "tensorboard", "train/loss") == list(range(1, 7))
