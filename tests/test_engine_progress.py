@@ -92,3 +92,11 @@ def _batch(indices: list[int]):
     batch = make_batch(0, 0, indices[0], len(indices))
     batch.image_ids = [100 + index for index in indices]
     return batch
+
+
+def test_wrapping_an_iterable_in_plain_mode() -> None:
+    stream = io.StringIO()
+    items = list(progress_bar(iter("abc"), total=3, desc="checking images", unit="img", file=stream))
+    assert items == ["a", "b", "c"]
+    assert stream.getvalue().splitlines()[-1].startswith("checking images: 3/3 img (100%)")
+    assert "\r" not in stream.getvalue()

@@ -21,14 +21,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from ladet.config.schema import Config
 from ladet.data.classes import dataset_categories
 from ladet.data.images import inspect_image
 from ladet.data.loading import load_annotations
 from ladet.data.problems import SKIPPABLE_IMAGE_PROBLEMS
 from ladet.data.records import DatasetAnnotations
+from ladet.engine.progress import progress_bar  # tqdm on a terminal, plain lines in logs
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def check_images(annotations: DatasetAnnotations, threads: int = 8, progress: bo
     sizes = [(record.width, record.height) for record in records]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         results = list(
-            tqdm(
+            progress_bar(
                 pool.map(
                     lambda args: inspect_image(*args),
                     [(p, w, h) for p, (w, h) in zip(paths, sizes, strict=True)],

@@ -74,6 +74,7 @@ class PlainProgress:
 
     def __init__(
         self,
+        iterable: Any = None,
         total: int | None = None,
         initial: int = 0,
         desc: str = "",
@@ -83,6 +84,7 @@ class PlainProgress:
         file: TextIO | None = None,
         **_ignored: Any,
     ) -> None:
+        self.iterable = iterable
         self.total = total
         self.n = initial
         self.initial = initial
@@ -138,6 +140,15 @@ class PlainProgress:
         if not self.disable and self.n > self.initial and self.printed_n != self.n:
             self._print_line(time.perf_counter())
 
+    def __iter__(self) -> Any:
+        """Yields the items of ``iterable``, counting each; the closing line comes at the end."""
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
     def __enter__(self) -> PlainProgress:
         return self
 
@@ -153,13 +164,12 @@ def _interval_seconds() -> float:
 
 
 def progress_bar(*args: Any, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal, else a :class:`PlainProgress`; same keyword arguments as tqdm.
+    """A tqdm bar on a terminal, else a :class:`PlainProgress`; same arguments as tqdm
+    (``progress_bar(iterable, total=..., desc=...)`` wraps an iterable as tqdm does).
 
     The description gets the prefix of :func:`set_progress_prefix`.
     """
     kwargs["desc"] = _with_prefix(str(kwargs.get("desc") or ""))
     if is_interactive(kwargs.get("file")):
         return tqdm(*args, **kwargs)
-    if args:  # tqdm(iterable) is not used by ladet: keep the plain class simple
-        raise TypeError("progress_bar takes keyword arguments only")
-    return PlainProgress(**kwargs)
+    return PlainProgress(*args, **kwargs)
