@@ -7,7 +7,8 @@
     ladet print-config CONFIG [key=value ...]
     ladet make-dataset --out DIR [--seed N] [--num-train N] [--num-val N]
     ladet visualize-assign CONFIG --checkpoint CKPT IMAGES... --out DIR [key=value ...]
-    ladet export CONFIG --checkpoint CKPT --out FILE [--torchscript] [key=value ...]
+    ladet predict --onnx MODEL.onnx INPUTS... --out DIR [--score-threshold S]
+    ladet export CONFIG --checkpoint CKPT --out FILE [--format weights|torchscript|onnx] [--opset N] [key=value ...]
     ladet reproduce [--budget smoke|small|full] [--seeds ...]      (see ``python -m ladet.reproduce -h``)
 
 One grammar everywhere: config overrides are ``key=value`` words anywhere after the config
@@ -101,10 +102,10 @@ def _overrides(parser: argparse.ArgumentParser, example: str, positional: bool =
     )
 
 
-def _checkpoint_argument(parser: argparse.ArgumentParser, what: str) -> None:
+def _checkpoint_argument(parser: argparse.ArgumentParser, what: str, required: bool = True) -> None:
     parser.add_argument(
         "--checkpoint",
-        required=True,
+        required=required,
         help=f"{what}, e.g. runs/demo/small/baseline_seed0/latest.pth (a training checkpoint or a "
         "`ladet export` file)",
     )
@@ -250,15 +251,26 @@ def _command_predict(arguments: argparse.Namespace) -> int:
 
     threshold = DEFAULT_SCORE_THRESHOLD if arguments.score_threshold is None else arguments.score_threshold
     max_drawn = DEFAULT_MAX_DRAWN if arguments.max_drawn is None else arguments.max_drawn
-    predictor = Predictor.from_checkpoint(
-        arguments.config, arguments.checkpoint, arguments.device, arguments.overrides
-    )
+    predictor: Any
+    onnx_model = arguments.onnx or str(arguments.config).endswith(".onnx")
+    if onnx_model:  # `predict --onnx MODEL INPUTS...`
+        predictor = _onnx_predictor(arguments.config)
+        caption_model = Path(arguments.config).name
+    else:
+        if arguments.checkpoint is None:
+            raise ValueError(
+                "ladet predict needs --checkpoint CKPT (or --onnx MODEL.onnx in place of CONFIG)"
+            )
+        predictor = Predictor.from_checkpoint(
+            arguments.config, arguments.checkpoint, arguments.device, arguments.overrides
+        )
+        caption_model = model_name(arguments.config, arguments.checkpoint)
     paths = expand_image_paths(arguments.inputs)
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
-    caption_model = model_name(arguments.config, arguments.checkpoint)
     results = []
-    image_ids = dataset_image_ids(predictor.config, paths)
+    # an ONNX model carries no dataset: its results name the files
+    image_ids = [str(path) for path in paths] if onnx_model else dataset_image_ids(predictor.config, paths)
     for image_id, path in zip(image_ids, paths, strict=True):
         image = read_rgb_image(path)
         detections = predictor(image)[0]
@@ -290,6 +302,23 @@ def _command_predict(arguments: argparse.Namespace) -> int:
         f"wrote {len(paths)} picture(s) and results.json to {out}",
     )
     return 0
+
+
+def _onnx_predictor(model: str) -> Any:
+    """An ``OnnxPredictor`` whose call returns torch :class:`Detections` (for drawing / COCO JSON)."""
+    import torch
+
+    from ladet.deploy import OnnxPredictor
+    from ladet.structures import Detections
+
+    class TorchDetectionsOnnxPredictor(OnnxPredictor):
+        def __call__(self, images: Any) -> Any:
+            return [
+                Detections(torch.from_numpy(d.boxes), torch.from_numpy(d.scores), torch.from_numpy(d.labels))
+                for d in super().__call__(images)
+            ]
+
+    return TorchDetectionsOnnxPredictor(model)
 
 
 def _command_print_config(arguments: argparse.Namespace) -> int:
@@ -336,8 +365,17 @@ def _command_export(arguments: argparse.Namespace) -> int:
     from ladet.export import export_detector
 
     config = load_config(arguments.config, arguments.overrides)
-    path = export_detector(config, arguments.checkpoint, arguments.out, torchscript=arguments.torchscript)
-    kind = "TorchScript trace" if arguments.torchscript else "weights (no optimizer state)"
+    export_format = "torchscript" if arguments.torchscript else arguments.format
+    if export_format == "onnx":
+        from ladet.export import export_onnx
+
+        path = export_onnx(config, arguments.checkpoint, arguments.out, opset=arguments.opset)
+        _finish(arguments, f"wrote the ONNX graph (opset {arguments.opset}) to {path}")
+        return 0
+    path = export_detector(
+        config, arguments.checkpoint, arguments.out, torchscript=export_format == "torchscript"
+    )
+    kind = "TorchScript trace" if export_format == "torchscript" else "weights (no optimizer state)"
     _finish(arguments, f"wrote the {kind} to {path}")
     return 0
 
@@ -410,8 +448,17 @@ def _add_predict(commands: Any) -> None:
         "ladet predict configs/demo/paa_r18_fpn_1x8_builtin_demo.yaml "
         "--checkpoint runs/demo/small/baseline_seed0/latest.pth data/builtin_small/val/000001.jpg --out preds/",
     )
-    _config_argument(predict)
-    _checkpoint_argument(predict, "weights to run")
+    predict.add_argument(
+        "config",
+        help="the experiment's YAML config, e.g. configs/demo/paa_r18_fpn_1x8_builtin_demo.yaml; with --onnx "
+        "(or a *.onnx path) the graph written by `ladet export --format onnx`",
+    )
+    _checkpoint_argument(predict, "weights to run (not with --onnx)", required=False)
+    predict.add_argument(
+        "--onnx",
+        action="store_true",
+        help="CONFIG is a graph written by `ladet export --format onnx` (no --checkpoint, no PyTorch model)",
+    )
     predict.add_argument(
         "inputs",
         nargs="*",
@@ -502,7 +549,14 @@ def _add_export(commands: Any) -> None:
     _config_argument(export)
     _checkpoint_argument(export, "weights to export")
     export.add_argument("--out", required=True, help="the file to write, e.g. student.pth")
-    export.add_argument("--torchscript", action="store_true", help="trace the raw forward")
+    export.add_argument(
+        "--format",
+        choices=("weights", "torchscript", "onnx"),
+        default="weights",
+        help="weights (no optimizer state), a TorchScript trace, or an end-to-end ONNX graph",
+    )
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (--format onnx)")
+    export.add_argument("--torchscript", action="store_true", help="same as --format torchscript")
     _overrides(export, "method.colad.evaluate_network=first")
     export.set_defaults(handler=_command_export)
 
