@@ -6,6 +6,6 @@ bash scripts/bootstrap.sh test
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
-echo "== mypy ladet"; .venv/bin/mypy ladet
+echo "== mypy src/ladet"; .venv/bin/mypy src/ladet
 echo "== pytest"
 exec .venv/bin/python -m pytest -q "$@"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = ROOT / "docs" / "algorithms.md"
-SCANNED = ["ladet", "tests", "docs", "configs", "benchmarks", "scripts", "README.md"]
+SCANNED = ["src", "tests", "docs", "configs", "benchmarks", "scripts", "README.md"]
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".sh", ".toml"}
 SECTION_REFERENCE = re.compile(r"§(\d+(?:\.\d+)*)")
 SECTION_HEADING = re.compile(r"^#+ §(\d+(?:\.\d+)*)\s", re.MULTILINE)

@@ -22,7 +22,7 @@ EvaluateNetwork = Literal["first", "second"]
 CoLADCriterion = Literal["std_mean"]
 OptimizerName = Literal["sgd", "adamw"]
 DataFormat = Literal["coco", "voc", "yolo"]
-# train.amp (ladet/engine/precision.py): fp32, float16 (``true``, as older configs write it), bfloat16
+# train.amp (src/ladet/engine/precision.py): fp32, float16 (``true``, as older configs write it), bfloat16
 AmpPolicy = Literal[False, True, "float16", "bfloat16"]
 
 
@@ -209,7 +209,7 @@ class TrainConfig:
     warmup_ratio: float = 0.001
     lr_steps: list[int] = field(default_factory=lambda: [8, 11])  # epochs at which lr *= 0.1
     lr_gamma: float = 0.1
-    # Autocast policy (ladet/engine/precision.py): false (fp32) | float16 (CUDA only, GradScaler;
+    # Autocast policy (src/ladet/engine/precision.py): false (fp32) | float16 (CUDA only, GradScaler;
     # fp32 on the CPU) | bfloat16 (CUDA and CPU, no scaler); true = float16 (older configs).
     amp: AmpPolicy = True
     # SyncBatchNorm for CUDA runs on several processes when BatchNorm is trained (norm_eval false).
