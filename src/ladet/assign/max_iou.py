@@ -185,32 +185,29 @@ def _max_iou(
 ) -> Tensor:
     """The rules of :func:`pre_assign` on the dense IoU tensor -> [B, N] local GT index or -1.
 
-    Every pass over the [B, G_max, N] tensors is arithmetic or a max-reduction; the GT that wins an
-    anchor is found as the max of (GT number) * [IoU is the one that counts].
+    Two reductions over the GTs and one over the anchors; the IoU tensor itself is reused for the
+    low-quality equality mask, so no second [B, G_max, N] tensor is made.
     """
-    batch_size, num_anchors = valid_mask.shape
     device = anchors.device
     # GTs padded to [B, G_max, 4] with empty boxes: IoU 0 with every anchor, behind the real GTs.
     # Invalid anchors become empty boxes too: IoU 0 with every GT, so they never raise a GT's best
     # IoU (>= 0 on valid anchors); whatever they are given below is dropped by the valid mask.
     image_anchors = torch.where(valid_mask[:, :, None], anchors, 0.0)  # [B, N, 4]
     iou = batched_box_iou(pad_sequence(boxes, batch_first=True), image_anchors)  # [B, G_max, N]
-    max_gts = iou.shape[1]
     num_gts = torch.tensor(num_gts_per_image, device=device)[:, None]  # [B, 1]
-    gt_number = torch.arange(1, max_gts + 1, dtype=iou.dtype, device=device)[:, None]  # [G_max, 1], 1-based
-    work = torch.empty_like(iou)
+    gt_number = torch.arange(1, iou.shape[1] + 1, dtype=iou.dtype, device=device)[
+        :, None
+    ]  # [G_max, 1], 1-based
     # 1. Threshold step: an anchor whose max IoU is >= threshold goes to the first GT with that IoU
-    #    (first on exact ties) = the max over the GTs of (G_max + 1 - g) * [IoU == max IoU]. Padding
-    #    GTs (IoU 0) come after the real ones, so they only win in an image without GT.
-    max_iou = iou.amax(dim=1, keepdim=True)  # [B, 1, N]
-    first = torch.eq(iou, max_iou, out=work).mul_(max_gts + 1 - gt_number).amax(dim=1)  # [B, N]
-    first = (max_gts + 1 - first).long() - 1  # 0-based
-    assigned = torch.where((max_iou[:, 0] >= iou_threshold) & (first < num_gts), first, -1)
+    #    (``max`` returns the first maximal index). Padding GTs (IoU 0) come after the real ones, so
+    #    they only win in an image without GT.
+    max_iou, first = iou.max(dim=1)  # [B, N] each
+    assigned = torch.where((max_iou >= iou_threshold) & (first < num_gts), first, -1)
     # 2. Low-quality pass: GT g claims every anchor whose IoU equals g's best IoU; the largest
     #    claiming GT wins ("later GT overwrites") = the max of g * [IoU == best of g]. Padding GTs
     #    aim at 2 (above any IoU) and claim nothing.
     best = iou.amax(dim=2, keepdim=True)  # [B, G_max, 1]
     best.masked_fill_(gt_number.view(1, -1, 1) > num_gts[:, :, None], 2.0)
-    claimed = torch.eq(iou, best, out=work).mul_(gt_number).amax(dim=1).long() - 1  # [B, N], -1: none
+    claimed = iou.eq_(best).mul_(gt_number).amax(dim=1).long() - 1  # [B, N], -1: none
     assigned = torch.where(claimed >= 0, claimed, assigned)
     return torch.where(valid_mask, assigned, -1)
