@@ -76,6 +76,21 @@ def test_gt_max_assign_all_ties():
     assert result.gt_index.tolist() == [[0, 0, 1, 1]]
 
 
+def test_threshold_step_takes_the_first_gt_on_exact_ties():
+    # The tie rule rests on torch.max(dim) returning the first maximal index (documented).
+    values, indices = torch.tensor([[0.5, 0.5, 0.25], [0.125, 0.75, 0.75], [0.0, 0.0, 0.0]]).max(dim=1)
+    assert indices.tolist() == [0, 1, 0] and values.tolist() == [0.5, 0.75, 0.0]
+    # a0 [0,0,10,10] has IoU 0.5 with both halves g_top [0,0,10,5] and g_bottom [0,5,10,10]; a1 / a2 equal
+    # the halves (IoU 1), so the low-quality pass leaves a0 alone: a0 goes to the first of the tied GTs.
+    anchors = [[0, 0, 10, 10], [0, 0, 10, 5], [0, 5, 10, 10]]
+    top, bottom, far = [0, 0, 10, 5], [0, 5, 10, 10], [500, 500, 510, 510]
+    assert _assign(anchors, [[top, bottom]]).gt_index.tolist() == [[0, 0, 1]]
+    assert _assign(anchors, [[bottom, top]]).gt_index.tolist() == [[0, 1, 0]]
+    # A third GT (far away, matched exactly by a3) in front of the tied pair: a0 goes to the first of the pair.
+    anchors.append(far)
+    assert _assign(anchors, [[far, top, bottom]]).gt_index.tolist() == [[1, 1, 2, 0]]
+
+
 def test_iou_exactly_at_threshold_is_positive():
     # anchor 10x10, GT 10x1 inside it: IoU = 10 / 100 = 0.1 exactly (in float32 too).
     # A second GT elsewhere takes the low-quality pass away from nothing.
