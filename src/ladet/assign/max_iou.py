@@ -127,7 +127,7 @@ def pre_assign(
        anchors is (re)assigned to g; when several GTs claim one anchor, the largest GT index wins
        (mmdet's "later GT overwrites"). As in mmdet, ``min_pos_iou = 0`` means a GT that overlaps
        no valid anchor at all (best IoU 0) claims every valid anchor with IoU 0 with it.
-    Images without GT get no pre-positive. Three host synchronisations (box check, claims,
+    Images without GT get no pre-positive. Two host synchronisations (the box check and the list of
     pre-positives), whatever the number of GTs.
 
     Args:
