@@ -79,6 +79,15 @@ def test_binary_config_file_is_named(photo: Path) -> None:
 
 
 def test_failed_start_leaves_no_work_dir(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    assert main(["make-dataset", "--out", str(data), "--num-train", "2", "--num-val", "1"]) == 0
+    data_overrides = [
+        f"data.train.ann_file={data / 'annotations/train.json'}",
+        f"data.train.image_dir={data / 'train'}",
+        f"data.val.ann_file={data / 'annotations/val.json'}",
+        f"data.val.image_dir={data / 'val'}",
+    ]
+    capsys.readouterr()
     work_dir = tmp_path / "new_run"
     code = main(
         [
@@ -87,6 +96,7 @@ def test_failed_start_leaves_no_work_dir(tmp_path: Path, capsys) -> None:
             "--work-dir",
             str(work_dir),
             f"method.teacher.checkpoint={tmp_path / 'missing.pth'}",
+            *data_overrides,
         ]
     )
     assert code == 2
@@ -102,6 +112,7 @@ def test_failed_start_leaves_no_work_dir(tmp_path: Path, capsys) -> None:
                 "--work-dir",
                 str(existing),
                 f"method.teacher.checkpoint={tmp_path / 'x.pth'}",
+                *data_overrides,
             ]
         )
         == 2
