@@ -8,12 +8,11 @@ decide on its own disk: rank 0 resumed while rank 1 silently started fresh.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.torchrun import run_two_processes
 
 WORKER = Path(__file__).with_name("distributed_resume_worker.py")
 
@@ -21,25 +20,8 @@ WORKER = Path(__file__).with_name("distributed_resume_worker.py")
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, str | None]]:
     root = tmp_path_factory.mktemp("resume")
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        environment.pop(name, None)
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(WORKER),
-            str(root),
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=150,  # the old per-rank decision hung here (rank 1 trained from scratch)
-    )
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    # the old per-rank decision hung here (rank 1 trained from scratch): hence the timeout
+    run_two_processes([str(WORKER), str(root)], timeout=150)
     return {rank: json.loads((root / f"result_rank{rank}.json").read_text()) for rank in (0, 1)}
 
 

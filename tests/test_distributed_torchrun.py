@@ -5,9 +5,6 @@ once, only rank 0 logs, and the lr is scaled to the total batch of both ranks.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import torch
 
 from ladet.checkpoint_io import load_checkpoint
 from ladet.engine.logging import read_log
+from tests.support.torchrun import run_two_processes
 
 FAKES = Path(__file__).with_name("engine_fakes.py")
 
@@ -22,27 +20,7 @@ FAKES = Path(__file__).with_name("engine_fakes.py")
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_process_gloo_run_keeps_ranks_identical_and_evaluates_every_image_once(tmp_path: Path) -> None:
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        environment.pop(name, None)
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(FAKES),
-            str(tmp_path),
-            "--images-per-gpu",
-            "2",
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    run_two_processes([str(FAKES), str(tmp_path), "--images-per-gpu", "2"], timeout=240)
     # one report file per rank (their stdout lines may interleave)
     reports = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("report_rank*.json"))]
     assert sorted(report["rank"] for report in reports) == [0, 1]
@@ -79,16 +57,8 @@ def test_torchrun_module_entry_point_trains_the_real_pipeline_on_two_processes(t
 
     make_builtin_dataset(tmp_path / "data", seed=0, num_train=4, num_val=2, image_size=(96, 128))
     config = write_tiny_config(tmp_path, tmp_path / "data")
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        environment.pop(name, None)
-    completed = subprocess.run(
+    run_two_processes(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
             "-m",
             "ladet",
             "train",
@@ -98,12 +68,8 @@ def test_torchrun_module_entry_point_trains_the_real_pipeline_on_two_processes(t
             "--deterministic",
             "train.eval_interval=0",
         ],
-        env=environment,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     checkpoint = load_checkpoint(tmp_path / "run" / "latest.pth")
     assert checkpoint["iteration"] == 2 and checkpoint["epoch"] == 2
     report = json.loads((tmp_path / "run" / "metrics_epoch_2.json").read_text())
