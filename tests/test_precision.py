@@ -23,7 +23,7 @@ from ladet.config.loader import config_from_dict, config_to_dict, load_config
 from ladet.config.schema import Config, NetworkReference
 from ladet.config.schema import TestConfig as InferenceConfig
 from ladet.engine import train
-from ladet.engine.evaluate import evaluate
+from ladet.engine.evaluate import DetectionCollector, evaluate
 from ladet.engine.precision import Precision, precision_policy
 from ladet.methods import build_method
 from ladet.models.outputs import HeadOutputs
@@ -281,20 +281,6 @@ def test_teacher_runs_in_the_callers_precision(references: dict[str, NetworkRefe
 
 
 # ----------------------------------------------------------------- evaluate and predict bf16
-class _Collector:
-    def __init__(self) -> None:
-        self.detections: list[Detections] = []
-
-    def add(self, image_ids: list[int], detections: list[Detections]) -> None:
-        self.detections.extend(detections)
-
-    def gather(self) -> None:
-        pass
-
-    def summarize(self) -> dict[str, Any]:
-        return {"AP": 0.0}
-
-
 def _low_threshold_detector() -> Any:
     detector = tiny_detector(seed=3)
     detector.config.test.score_threshold = 0.0  # a random head scores ~0.01: keep its boxes
@@ -328,11 +314,11 @@ def _assert_same_detections(got: list[Detections], expected: list[Detections]) -
 def test_evaluate_under_bf16_runs_the_head_in_bf16_and_postprocesses_in_fp32() -> None:
     detector = _low_threshold_detector()
     batches = [_small_batch(seed=0), _small_batch(seed=1)]
-    collector = _Collector()
+    collector = DetectionCollector()
     evaluate(detector, batches, collector, "cpu", print_table=False, precision=BF16)
     expected = [d for batch in batches for d in _fp32_postprocess_of_bf16_outputs(detector, batch)]
     _assert_same_detections(collector.detections, expected)
-    fp32 = _Collector()
+    fp32 = DetectionCollector()
     evaluate(detector, batches, fp32, "cpu", print_table=False)
     assert not torch.equal(fp32.detections[0].scores, collector.detections[0].scores), "bf16 really ran"
 

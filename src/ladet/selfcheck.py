@@ -313,24 +313,10 @@ def _max_box_difference(got: list[Detections], expected: list[Detections]) -> fl
     return worst
 
 
-class _Collector:
-    def __init__(self) -> None:
-        self.detections: list[Detections] = []
-
-    def add(self, image_ids: list[int], detections: list[Detections]) -> None:
-        self.detections.extend(detections)
-
-    def gather(self) -> None:
-        pass
-
-    def summarize(self) -> dict[str, Any]:
-        return {}
-
-
 def check_eval_predict(args: argparse.Namespace, device: torch.device, precision: Precision) -> str:
     from ladet.data.collate import collate
     from ladet.data.transforms import prepare_image_for_inference
-    from ladet.engine.evaluate import evaluate
+    from ladet.engine.evaluate import DetectionCollector, evaluate
     from ladet.predictor import Predictor
 
     detector = _detector(args.student_depth, 3).to(device).eval()
@@ -339,7 +325,7 @@ def check_eval_predict(args: argparse.Namespace, device: torch.device, precision
     hook = detector.register_forward_hook(lambda module, inputs, output: captured.append(output))
     try:
         batch = synthetic_batch(args.height, args.width, args.batch, 0, device, seed=4)
-        collector = _Collector()
+        collector = DetectionCollector()
         evaluate(detector, [batch], collector, device, print_table=False, precision=precision)
         evaluate_difference = _max_box_difference(
             collector.detections, _fp32_oracle(detector, captured[-1], batch)

@@ -25,6 +25,26 @@ class Evaluator(Protocol):
     def summarize(self) -> dict[str, Any]: ...
 
 
+class DetectionCollector:
+    """An :class:`Evaluator` that keeps every image's detections and computes no metric.
+
+    For checks that compare detections themselves (the self-check, the precision tests).
+    ``detections`` holds them in the order :func:`evaluate` produced them.
+    """
+
+    def __init__(self) -> None:
+        self.detections: list[Detections] = []
+
+    def add(self, image_ids: list[int], detections: list[Detections]) -> None:
+        self.detections.extend(detections)
+
+    def gather(self) -> None:
+        """Single-process use only: nothing to gather."""
+
+    def summarize(self) -> dict[str, Any]:
+        return {}
+
+
 @torch.no_grad()
 def evaluate(
     detector: nn.Module,
